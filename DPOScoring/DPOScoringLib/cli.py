@@ -71,6 +71,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stderr_progress(quiet: bool):
+    """A progress callback printing '[ 42%] message' lines to standard error."""
+    if quiet:
+        return None
+    last = {"percent": -10}
+
+    def report(fraction: float, message: str) -> None:
+        percent = int(fraction * 100)
+        if percent >= last["percent"] + 10 or percent == 100:
+            last["percent"] = percent
+            print(f"[{percent:3d}%] {message}", file=sys.stderr, flush=True)
+    return report
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .candidates import DetectionParams
+    from .candidates_file import candidates_document, write_candidates
+    from .pipeline import run_detection
+    from .progress import Progress
+
+    if Path(args.out).exists() and not args.force:
+        raise DPOInputError(args.out, "already exists; not overwritten (use --force to replace it)")
+    params = DetectionParams()
+    overrides = {k: v for k, v in (("seed_hu", args.seed_hu), ("grow_hu", args.grow_hu)) if v is not None}
+    if overrides:
+        params = replace(params, **overrides)
+    run = run_detection(args.ct, args.lobes, args.lungs, args.contrast, params, args.series_uid,
+                        Progress(_stderr_progress(args.quiet)))
+    document = candidates_document(run.ct, run.result, run.warnings, run.sources, run.lung_volumes_ml)
+    write_candidates(args.out, document, overwrite=args.force)
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{len(run.result.candidates)} candidates written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpo-score",
@@ -87,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     tally.add_argument("--format", choices=("json", "text"), default="json",
                        help="standard output as JSON (default) or a readable table")
     tally.set_defaults(run=_cmd_tally)
+
+    detect = commands.add_parser("detect", help="find and measure ossification candidates in a CT")
+    detect.add_argument("ct", metavar="CT", help="NRRD, NIfTI or MHA file, or a DICOM series folder")
+    detect.add_argument("--out", required=True, help="the dpo-candidates/1 JSON file to write")
+    detect.add_argument("--lobes", metavar="LABELMAP", help="lobe label map, values 1-6 of the spec")
+    detect.add_argument("--lungs", metavar="LABELMAP", help="lung label map, 1 right 2 left "
+                        "(default: computed without learned weights)")
+    detect.add_argument("--contrast", choices=("auto", "on", "off"), default="auto",
+                        help="contrast-enhanced study: detect it (default), or say so")
+    detect.add_argument("--series-uid", help="DICOM SeriesInstanceUID to read (default: most slices)")
+    detect.add_argument("--seed-hu", type=float, help="peak threshold in HU (default 300)")
+    detect.add_argument("--grow-hu", type=float, help="extent threshold in HU (default 150)")
+    detect.add_argument("--force", action="store_true", help="replace --out if it exists")
+    detect.add_argument("--quiet", action="store_true", help="no progress lines")
+    detect.set_defaults(run=_cmd_detect)
 
     demo = commands.add_parser("demo", help="score the built-in example reading")
     _add_policy_options(demo)

@@ -1,0 +1,338 @@
+"""Finding ossification candidates: structures of calcific attenuation inside the lungs or
+abutting the pleura, measured and classified; ribs, spine, mediastinal and hilar calcification,
+calcified airway cartilage and (with contrast) enhanced vessels are excluded.
+
+Detection is hysteresis thresholding inside the lungs' bounding box: a structure is the
+26-connected set of voxels >= ``grow_hu`` that holds at least one voxel >= ``seed_hu``. Each
+structure is then judged on a small crop around it (see ``DetectionParams`` for every threshold
+and Docs/detection.md for the sensitivity analysis).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import cc3d
+import edt
+import numpy as np
+from scipy.spatial import cKDTree
+from skimage.morphology import convex_hull_image
+
+from .lobes import BY_LABEL, UNASSIGNED
+from .measurements import DENDRIFORM_MIN_EXTENT_MM, DENDRIFORM_MIN_SLICES, measure_candidate
+from .pleura_geometry import LungGeometry
+from .progress import Progress, ensure_progress
+
+LUNG_SIDE = {1: "right", 2: "left"}
+AIRWAY_LUMEN_SHARE = 0.35
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    seed_hu: float = 300.0  # a candidate's peak must reach this (calcific attenuation)
+    grow_hu: float = 100.0  # its extent: connected voxels at or above this (above soft tissue)
+    contrast_seed_hu: float = 600.0  # with contrast: what in a vessel structure reaches this is kept
+    contrast_grow_hu: float = 450.0  # with contrast: its extent (above enhanced blood)
+    envelope_mm: float = 3.0  # rolling-ball radius of the pleural envelope (closing of the lung)
+    min_lung_fraction: float = 0.5  # share of a candidate's voxels inside the pleural envelope
+    max_volume_mm3: float = 3000.0  # larger structures are bone or mediastinum, not nodules
+    hilar_margin_mm: float = 10.0  # candidates this close to trachea/main bronchi are hilar
+    airway_lumen_hu: float = -900.0  # lumen air, for calcified cartilage around an airway
+    airway_concavity_ratio: float = 0.6  # concave part filled with lumen, relative to the area
+    fragment_gap_mm: float = 3.0  # pieces this close are fragments of one branching structure
+    vessel_elongation: float = 2.0  # with contrast, structures longer than this x their equivalent
+    #                                 diameter are vessels unless part of them reaches contrast_seed_hu
+
+
+@dataclass
+class Candidate:
+    id: str
+    lps: list[float]
+    ijk: list[float]
+    lung: str
+    lobe: str
+    kind: str
+    short_axis_mm: float
+    long_axis_mm: float
+    volume_mm3: float
+    peak_hu: float
+    mean_hu: float
+    slices: int
+    zone: str
+    distance_to_pleura_mm: float
+    radial_fraction: float | None
+    confidence: float
+    status: str = "pending"
+    source: str = "detected"
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class DetectionResult:
+    candidates: list[Candidate]
+    excluded: list[dict]
+    contrast: bool
+    seconds: float
+    structures_examined: int
+    parameters: dict = field(default_factory=dict)
+
+
+def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:
+    slices = []
+    for axis in range(3):
+        present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        slices.append(slice(max(present[0] - margin[axis], 0), min(present[-1] + margin[axis] + 1,
+                                                                  mask.shape[axis])))
+    return tuple(slices)
+
+
+def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float = 5.0) -> str:
+    if lobes is None:
+        return UNASSIGNED
+    index = np.clip(np.round(centre_kji).astype(int), 0, np.array(lobes.shape) - 1)
+    label = int(lobes[tuple(index)])
+    if label == 0:
+        r = np.ceil(radius_mm / spacing_kji).astype(int)
+        lo = np.maximum(index - r, 0)
+        crop = lobes[lo[0]:index[0] + r[0] + 1, lo[1]:index[1] + r[1] + 1, lo[2]:index[2] + r[2] + 1]
+        counts = np.bincount(crop.ravel(), minlength=7)[1:7]
+        label = int(np.argmax(counts) + 1) if counts.any() else 0
+    return BY_LABEL[label].code if label in BY_LABEL else UNASSIGNED
+
+
+def _wraps_airway(crop: np.ndarray, region: np.ndarray, axial: int, params: DetectionParams) -> bool:
+    """Calcified cartilage curves around an air-filled airway lumen: on its largest axial
+    section, the concave part of its convex hull is big and holds lumen air."""
+    section = region[axial]
+    if section.sum() < 4:
+        return False
+    concave = convex_hull_image(section) & ~section
+    if concave.sum() < params.airway_concavity_ratio * section.sum():
+        return False
+    return float((crop[axial][concave] < params.airway_lumen_hu).mean()) >= AIRWAY_LUMEN_SHARE
+
+
+def _elongation(component: np.ndarray, spacing_kji) -> float:
+    """Largest bounding-box side over the diameter of the sphere of the same volume."""
+    coords = np.argwhere(component) * spacing_kji
+    longest = float((coords.max(axis=0) - coords.min(axis=0) + spacing_kji).max())
+    volume = float(component.sum()) * float(np.prod(spacing_kji))
+    return longest / ((6.0 * volume / np.pi) ** (1.0 / 3.0))
+
+
+def _confidence(peak: float, seed: float, lung_fraction: float, kind: str) -> float:
+    strength = min(max((peak - seed) / 700.0, 0.0), 1.0)
+    score = (0.55 + 0.45 * strength) * min(lung_fraction / 0.9, 1.0)
+    return round(score * (0.9 if kind != "nodular" else 1.0), 3)
+
+
+def _linked_groups(regions_mm: list[np.ndarray], eligible: list[int], gap_mm: float) -> list[list[int]]:
+    """Groups of candidates whose voxels come within ``gap_mm`` of each other (chains count)."""
+    parent = {i: i for i in eligible}
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    centres = {i: regions_mm[i].mean(axis=0) for i in eligible}
+    reach = {i: float(np.linalg.norm(regions_mm[i] - centres[i], axis=1).max()) for i in eligible}
+    trees: dict[int, cKDTree] = {}
+    for a_index, a in enumerate(eligible):
+        for b in eligible[a_index + 1:]:
+            if np.linalg.norm(centres[a] - centres[b]) > reach[a] + reach[b] + gap_mm + 1.0:
+                continue
+            tree = trees.setdefault(a, cKDTree(regions_mm[a]))
+            if tree.query(regions_mm[b], distance_upper_bound=gap_mm + 1e-6)[0].min() <= gap_mm:
+                parent[root(b)] = root(a)
+    groups: dict[int, list[int]] = {}
+    for i in eligible:
+        groups.setdefault(root(i), []).append(i)
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.ndarray],
+                              params: DetectionParams, slice_mm: float) -> list[Candidate]:
+    """A branching ossification breaks into pieces where its thin branches fall between voxels.
+    Pieces that nearly touch (gaps up to ``fragment_gap_mm``) are one structure when one of them
+    is dendriform, or when three or more together reach ``DENDRIFORM_MIN_EXTENT_MM`` over at
+    least three slices (branching on contiguous slices); that structure is dendriform."""
+    eligible = [i for i, c in enumerate(candidates) if c.kind in ("nodular", "dendriform")]
+    drop: set[int] = set()
+    for members in _linked_groups(regions_mm, eligible, params.fragment_gap_mm):
+        points = np.concatenate([regions_mm[i] for i in members])
+        extent = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+        slices = len(np.unique(np.round(points[:, 0] / slice_mm)))
+        has_tree = any(candidates[i].kind == "dendriform" for i in members)
+        if not has_tree and not (len(members) >= 3 and extent >= DENDRIFORM_MIN_EXTENT_MM
+                                 and slices >= DENDRIFORM_MIN_SLICES):
+            continue
+        owner_index = max(members, key=lambda i: (candidates[i].kind == "dendriform",
+                                                  candidates[i].volume_mm3))
+        owner = candidates[owner_index]
+        owner.kind = "dendriform"
+        owner.volume_mm3 = sum(candidates[i].volume_mm3 for i in members)
+        owner.peak_hu = max(candidates[i].peak_hu for i in members)
+        owner.long_axis_mm = max(owner.long_axis_mm, extent)
+        owner.slices = slices
+        drop.update(i for i in members if i != owner_index)
+    return [c for i, c in enumerate(candidates) if i not in drop]
+
+
+class _Detector:
+    """One detection run: the thresholded lung box, and the judgement of each structure in it."""
+
+    def __init__(self, hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of):
+        self.spacing = spacing
+        self.spacing_kji = np.array(spacing[::-1], dtype=float)
+        self.voxel_mm3 = float(np.prod(self.spacing_kji))
+        self.lungs, self.lobes, self.contrast, self.params = lungs, lobes, contrast, params
+        self.ijk_of, self.lps_of = ijk_of, lps_of
+        self.seed_hu, self.grow_hu = params.seed_hu, params.grow_hu
+        self.margin = np.ceil(2.0 * params.envelope_mm / self.spacing_kji).astype(int) + 2
+        self.box = _bounding_box(lungs > 0, self.margin)
+        self.offset = np.array([s.start for s in self.box])
+        self.ct = hu[self.box]
+        self.geometry = LungGeometry(lungs, spacing)
+        self.airway_tree = (cKDTree(np.argwhere(airways) * self.spacing_kji)
+                            if airways is not None and airways.any() else None)
+        self.candidates: list[Candidate] = []
+        self.excluded: list[dict] = []
+        self.regions_mm: list[np.ndarray] = []
+        self.vessels_suppressed = 0
+
+    def _local(self, bbox_lo, bbox_hi, margin):
+        lo = np.maximum(np.asarray(bbox_lo) - margin, 0)
+        hi = np.minimum(np.asarray(bbox_hi) + margin, self.ct.shape)
+        return lo, hi, tuple(slice(a, b) for a, b in zip(lo, hi))
+
+    def _lung_crop(self, lo, hi) -> np.ndarray:
+        return self.lungs[tuple(slice(a + o, b + o) for a, b, o in zip(lo, hi, self.offset))] > 0
+
+    def _envelope_fraction(self, component: np.ndarray, lung_local: np.ndarray) -> float:
+        """Share of the structure inside the pleural envelope: the lung closed with a ball of
+        ``envelope_mm``. A finding on the pleura bulges into the lung and is inside it; a rib,
+        the chest wall or a calcification in the aortic wall or a hilar node is not."""
+        in_lung = float((component & lung_local).sum()) / float(component.sum())
+        if in_lung >= self.params.min_lung_fraction:
+            return in_lung
+        radius = self.params.envelope_mm
+        anisotropy = tuple(self.spacing_kji)
+        dilated = edt.edt(~lung_local, anisotropy=anisotropy, black_border=False) <= radius
+        envelope = edt.edt(dilated, anisotropy=anisotropy, black_border=False) > radius
+        return float((component & (envelope | lung_local)).sum()) / float(component.sum())
+
+    def judge(self, labels: np.ndarray, label: int, bbox) -> None:
+        """Decide on one structure: its share in or against the lung, then contrast vessels,
+        hilar position and airway walls; measure and keep it when nothing excludes it."""
+        lo, hi, local = self._local([b.start for b in bbox], [b.stop for b in bbox], self.margin)
+        component = labels[local] == label
+        lung_local = self._lung_crop(lo, hi)
+        volume = float(component.sum()) * self.voxel_mm3
+        if volume > self.params.max_volume_mm3:
+            if not self.contrast or (component & lung_local).sum() < 0.5 * component.sum():
+                return  # bone or mediastinum
+        elif self._envelope_fraction(component, lung_local) < self.params.min_lung_fraction:
+            return  # chest wall, rib, spine, mediastinum or hilum: outside the pleural envelope
+        crop = self.ct[local]
+        if self.contrast and _elongation(component, self.spacing_kji) > self.params.vessel_elongation:
+            self._split_enhanced_vessel(crop, component, lo)
+            return
+        self._keep_or_exclude(crop, component, lo, lung_local)
+
+    def _split_enhanced_vessel(self, crop, component, lo) -> None:
+        """An enhanced vessel (possibly with a calcification on it): what reaches the contrast
+        seed threshold, grown at the contrast grow threshold, is judged on its own."""
+        dense = component & (crop >= self.params.contrast_grow_hu)
+        pieces = cc3d.connected_components(dense, connectivity=26)
+        seeds = np.unique(pieces[component & (crop >= self.params.contrast_seed_hu)])
+        seeds = seeds[seeds > 0]
+        if seeds.size == 0:
+            self.vessels_suppressed += 1
+            return
+        stats = cc3d.statistics(pieces)
+        for piece in seeds:
+            bbox = stats["bounding_boxes"][piece]
+            p_lo, p_hi, p_local = self._local([b.start + o for b, o in zip(bbox, lo)],
+                                              [b.stop + o for b, o in zip(bbox, lo)], self.margin)
+            sub = np.zeros(self.ct.shape, dtype=bool)[p_local]
+            rel = tuple(slice(a - o, b - o) for a, b, o in zip(p_lo, p_hi, lo))
+            inner = (pieces == piece)
+            window = tuple(slice(max(r.start, 0), min(r.stop, n)) for r, n in zip(rel, inner.shape))
+            target = tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(window, rel))
+            sub[target] = inner[window]
+            if sub.sum() * self.voxel_mm3 <= self.params.max_volume_mm3:
+                self._keep_or_exclude(self.ct[p_local], sub, p_lo, self._lung_crop(p_lo, p_hi))
+
+    def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
+        params = self.params
+        lung_fraction = self._envelope_fraction(component, lung_local)
+        m = measure_candidate(crop, component, self.spacing)
+        centre_kji = m.centre_kji + lo + self.offset
+        ijk_kji = centre_kji[::-1]
+        lps = [round(float(v), 3) for v in (self.lps_of(ijk_kji) if self.lps_of else ijk_kji)]
+        reason = None
+        if self.airway_tree is not None:
+            distance = self.airway_tree.query(centre_kji * self.spacing_kji)[0] - 0.5 * m.long_axis_mm
+            if distance <= params.hilar_margin_mm:
+                reason = f"hilar: {max(distance, 0.0):.1f} mm from the trachea or a main bronchus"
+        if reason is None and _wraps_airway(crop, m.region, m.axial_slice, params):
+            reason = "calcified airway wall: curves around an airway lumen"
+        if reason is not None:
+            self.excluded.append({"lps": lps, "peak_hu": round(m.peak_hu, 1), "reason": reason,
+                                  "volume_mm3": round(m.volume_mm3, 2)})
+            return
+        side = self.geometry.side_near(centre_kji)
+        region_lo = lo + self.offset
+        is_round = m.kind == "nodular" and m.long_axis_mm <= 1.5 * max(m.short_axis_mm, 0.1)
+        round_radius = (3.0 * m.volume_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0) if is_round else None
+        zone, gap, fraction = (self.geometry.zone(m.region, region_lo, centre_kji, side, round_radius)
+                               if side else ("medullary", float("nan"), None))
+        self.regions_mm.append((np.argwhere(m.region) + region_lo) * self.spacing_kji)
+        ijk = self.ijk_of(ijk_kji) if self.ijk_of else ijk_kji
+        self.candidates.append(Candidate(
+            id="", lps=lps, ijk=[round(float(v), 2) for v in ijk],
+            lung=LUNG_SIDE.get(side, UNASSIGNED), lobe=_lobe_at(self.lobes, centre_kji, self.spacing_kji),
+            kind=m.kind, short_axis_mm=m.short_axis_mm, long_axis_mm=m.long_axis_mm,
+            volume_mm3=m.volume_mm3, peak_hu=m.peak_hu, mean_hu=m.mean_hu, slices=m.slices, zone=zone,
+            distance_to_pleura_mm=gap, radial_fraction=fraction,
+            confidence=_confidence(m.peak_hu, self.seed_hu, lung_fraction, m.kind)))
+
+
+def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndarray | None = None,
+                      airways: np.ndarray | None = None, contrast: bool = False,
+                      params: DetectionParams | None = None, ijk_of=None, lps_of=None,
+                      progress: Progress | None = None) -> DetectionResult:
+    """Candidates in an LPS-oriented (k, j, i) HU array. ``lungs``: 1 right / 2 left labels;
+    ``lobes``: spec labels 1-6 or None; ``airways``: trachea and main bronchi (hilar exclusion);
+    ``lps_of``/``ijk_of`` map an oriented (i, j, k) index to LPS mm and to the file's own ijk.
+    ``contrast``: the study is enhanced, so large enhanced structures are vessels."""
+    started = time.perf_counter()
+    params = params or DetectionParams()
+    progress = ensure_progress(progress)
+    progress.step(0.0, "thresholding inside the lungs")
+    run = _Detector(hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of)
+    labels = cc3d.connected_components(run.ct >= params.grow_hu, connectivity=26)
+    seeded: list[int] = []
+    if labels.max() > 0:
+        stats = cc3d.statistics(labels)
+        seeds = np.unique(labels[run.ct >= params.seed_hu])
+        seeded = [int(s) for s in seeds if s > 0]
+        for number, label in enumerate(seeded):
+            if number % 25 == 0:
+                progress.step(0.1 + 0.85 * number / len(seeded), f"measuring structure {number + 1}")
+            run.judge(labels, label, stats["bounding_boxes"][label])
+    if run.vessels_suppressed:
+        run.excluded.append({"reason": f"{run.vessels_suppressed} contrast-enhanced vessel structures "
+                                       "suppressed", "count": run.vessels_suppressed})
+    candidates = _join_branching_fragments(run.candidates, run.regions_mm, params, float(spacing[2]))
+    candidates.sort(key=lambda c: (-c.confidence, c.lps[2], c.lps[1], c.lps[0]))
+    for number, candidate in enumerate(candidates, start=1):
+        candidate.id = f"c{number:03d}"
+    progress.step(1.0, f"{len(candidates)} candidates")
+    return DetectionResult(candidates, run.excluded, contrast, time.perf_counter() - started, len(seeded),
+                           asdict(params))

@@ -1,0 +1,291 @@
+"""Loading a chest CT (NRRD, NIfTI, MHA/MHD, DICOM series folder) and checking it is usable.
+
+Errors (``DPOInputError``) name the file and what is wrong: not 3-D, not scalar, DICOM
+modality not CT, missing or zero spacing, values that look un-rescaled. Warnings travel into
+every output: slices thicker than 1.5 mm, contrast enhancement (added by the pipeline once the
+lungs are known, see ``contrast.py``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import DPOInputError
+
+THIN_SECTION_MAX_MM = 1.5
+THICK_SLICE_WARNING = ("slice thickness {thickness:.2f} mm > 1.5 mm: thin-section CT recommended; "
+                       "POs < 4 mm may be missed")
+HU_RANGE = (-1024, 3071)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where an image's voxels are: size (i, j, k), spacing, origin and direction (LPS)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Geometry:
+        return cls(tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()),
+                   tuple(image.GetDirection()))
+
+    def _matrix(self) -> np.ndarray:
+        return np.array(self.direction).reshape(3, 3) @ np.diag(self.spacing)
+
+    def ijk_to_lps(self, ijk) -> list[float]:
+        return list(np.array(self.origin) + self._matrix() @ np.asarray(ijk, dtype=float))
+
+    def lps_to_ijk(self, lps) -> list[float]:
+        return list(np.linalg.solve(self._matrix(), np.asarray(lps, dtype=float) - np.array(self.origin)))
+
+    def matches(self, other: Geometry, tolerance: float = 1e-3) -> bool:
+        return (self.size == other.size
+                and np.allclose(self.spacing, other.spacing, atol=tolerance)
+                and np.allclose(self.origin, other.origin, atol=tolerance * 10)
+                and np.allclose(self.direction, other.direction, atol=tolerance))
+
+    def describe(self) -> str:
+        return (f"{'x'.join(map(str, self.size))} voxels of "
+                f"{'x'.join(f'{s:g}' for s in self.spacing)} mm at origin "
+                f"({', '.join(f'{o:g}' for o in self.origin)})")
+
+
+def orient_lps(image: sitk.Image) -> sitk.Image:
+    """The same voxels re-ordered so that i, j, k grow toward patient left, posterior and
+    superior (identity direction for axial scans); a permutation and flips, never a resampling."""
+    return sitk.DICOMOrient(image, "LPS")
+
+
+@dataclass
+class CTVolume:
+    """A checked CT in Hounsfield units, LPS-oriented. ``array`` is indexed [k, j, i];
+    ``original`` is the geometry of the file as given (its ijk are what users see)."""
+
+    image: sitk.Image
+    array: np.ndarray
+    source: str
+    sha256: str
+    original: Geometry
+    warnings: list[str] = field(default_factory=list)
+    dicom: dict = field(default_factory=dict)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(self.image.GetSpacing())
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.array.shape
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry.of(self.image)
+
+    def ijk_to_lps(self, ijk) -> list[float]:
+        """LPS mm of a (continuous) index of the oriented array."""
+        return self.geometry.ijk_to_lps(ijk)
+
+    def provenance(self) -> dict:
+        return {"source": self.source, "sha256": self.sha256, "size": list(self.original.size),
+                "spacing": list(self.original.spacing), "origin": list(self.original.origin),
+                "direction": list(self.original.direction), **({"dicom": self.dicom} if self.dicom else {})}
+
+
+def sha256_of_files(paths) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# --- header checks for spacing that readers silently default to 1 -------------------------------
+
+def _header_lines(path: Path, stop_prefix: str | None) -> list[str]:
+    """Lines of a text header: up to the first blank line (NRRD) or the ``stop_prefix`` line (MHA)."""
+    with open(path, "rb") as stream:
+        head = stream.read(65536).decode("latin-1")
+    lines = []
+    for line in head.splitlines():
+        line = line.strip()
+        if stop_prefix is None and not line:
+            break
+        lines.append(line)
+        if stop_prefix and line.replace(" ", "").startswith(stop_prefix):
+            break
+    return lines
+
+
+def _spacing_declared(path: Path) -> bool | None:
+    """Whether the file's own header declares voxel spacing; None where we cannot tell."""
+    name = path.name.lower()
+    if name.endswith((".nrrd", ".nhdr")):
+        lines = _header_lines(path, None)
+        if not lines or not lines[0].startswith("NRRD"):
+            return None  # not a NRRD file at all: the reader will say so
+        return any(line.startswith(("spacings:", "space directions:")) for line in lines)
+    if name.endswith((".mha", ".mhd")):
+        lines = _header_lines(path, "ElementDataFile=")
+        if not any(line.replace(" ", "").startswith("NDims=") for line in lines):
+            return None
+        return any(line.replace(" ", "").startswith("ElementSpacing=") for line in lines)
+    if name.endswith((".nii", ".nii.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as stream:
+            header = stream.read(348)
+        if len(header) < 348:
+            return None
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        pixdim = struct.unpack(endian + "8f", header[76:108])
+        return all(np.isfinite(v) and v > 0 for v in pixdim[1:4])
+    return None
+
+
+# --- readers -------------------------------------------------------------------------------------
+
+def _read_file(path: Path) -> sitk.Image:
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise DPOInputError(str(path), "is not an image this tool can read (NRRD, NIfTI, MHA/MHD or a "
+                            "DICOM series folder)") from None
+
+
+def _dicom_value(reader: sitk.ImageSeriesReader, key: str) -> str:
+    try:
+        if reader.HasMetaDataKey(0, key):
+            return reader.GetMetaData(0, key).strip()
+    except RuntimeError:
+        pass
+    return ""
+
+
+def _read_dicom_folder(folder: Path, series_uid: str | None) -> tuple[sitk.Image, list[str], dict]:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise DPOInputError(str(folder), "contains no DICOM series")
+    files_by_series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+                       for uid in series}
+    if series_uid is not None:
+        if series_uid not in files_by_series:
+            raise DPOInputError(str(folder), f"has no series with SeriesInstanceUID {series_uid} "
+                                f"(found: {', '.join(sorted(files_by_series))})")
+        chosen = series_uid
+    else:
+        chosen = max(files_by_series, key=lambda uid: (len(files_by_series[uid]), uid))
+    files = list(files_by_series[chosen])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    reader.LoadPrivateTagsOn()
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise DPOInputError(str(folder), f"DICOM series {chosen} cannot be read "
+                            f"({str(error).splitlines()[0][:120]})") from None
+    info = {
+        "series_instance_uid": chosen,
+        "study_instance_uid": _dicom_value(reader, "0020|000d"),
+        "modality": _dicom_value(reader, "0008|0060"),
+        "slice_thickness_mm": _dicom_value(reader, "0018|0050"),
+        "contrast_agent": _dicom_value(reader, "0018|0010"),
+        "series_count_in_folder": len(series),
+        "files": len(files),
+    }
+    if info["modality"] and info["modality"].upper() != "CT":
+        raise DPOInputError(str(folder), f"DICOM modality is {info['modality']}, not CT")
+    return image, files, info
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+def _check_geometry(image: sitk.Image, where: str) -> None:
+    if image.GetDimension() != 3:
+        raise DPOInputError(where, f"is {image.GetDimension()}-D; a 3-D CT volume is needed")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DPOInputError(where, f"has {image.GetNumberOfComponentsPerPixel()} values per voxel "
+                            "(colour?); a scalar CT in Hounsfield units is needed")
+    if min(image.GetSize()) < 2:
+        raise DPOInputError(where, f"has size {'x'.join(map(str, image.GetSize()))}; a volume with "
+                            "several slices is needed")
+    spacing = image.GetSpacing()
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise DPOInputError(where, f"voxel spacing {tuple(spacing)} is missing or zero")
+
+
+def _check_hounsfield(array: np.ndarray, where: str) -> None:
+    sample = array[::2, ::4, ::4]
+    low, high = np.percentile(sample, [0.5, 99.5])
+    if low >= -200 and array.min() >= -200:
+        if array.min() >= 0 and high > 500:
+            raise DPOInputError(where, f"values look un-rescaled: the lowest are {int(array.min())} (air "
+                                "should be about -1000 HU); apply RescaleSlope/RescaleIntercept")
+        raise DPOInputError(where, f"does not look like a chest CT in Hounsfield units: no air or lung "
+                            f"(lowest values about {int(low)}, expected about -1000 HU)")
+
+
+def slice_thickness_warning(spacing_z: float, dicom_thickness: str = "") -> str | None:
+    thickness = spacing_z
+    try:
+        thickness = max(thickness, float(dicom_thickness))
+    except ValueError:
+        pass
+    if thickness > THIN_SECTION_MAX_MM:
+        return THICK_SLICE_WARNING.format(thickness=thickness)
+    return None
+
+
+def to_hounsfield_int16(image: sitk.Image) -> sitk.Image:
+    """The image as int16 HU (rounded and clipped to -1024..3071 when stored otherwise)."""
+    if image.GetPixelID() == sitk.sitkInt16:
+        return image
+    values = sitk.GetArrayViewFromImage(image)
+    converted = np.clip(np.rint(values) if values.dtype.kind == "f" else values, *HU_RANGE)
+    result = sitk.GetImageFromArray(converted.astype(np.int16))
+    result.CopyInformation(image)
+    return result
+
+
+def check_ct_image(image: sitk.Image, where: str, source: str, sha256: str,
+                   dicom: dict | None = None) -> CTVolume:
+    """Apply every check to an image already in memory (a file, a DICOM series, a Slicer node)."""
+    _check_geometry(image, where)
+    _check_hounsfield(sitk.GetArrayViewFromImage(image), where)
+    original = Geometry.of(image)
+    image = orient_lps(to_hounsfield_int16(image))
+    array = sitk.GetArrayViewFromImage(image)
+    warnings = []
+    thick = slice_thickness_warning(image.GetSpacing()[2], (dicom or {}).get("slice_thickness_mm", ""))
+    if thick:
+        warnings.append(thick)
+    if dicom and dicom.get("contrast_agent"):
+        warnings.append(f"contrast-enhanced study (DICOM contrast agent: {dicom['contrast_agent']}); "
+                        "contrast-filled vessels are suppressed")
+    return CTVolume(image=image, array=array, source=source, sha256=sha256, original=original,
+                    warnings=warnings, dicom=dicom or {})
+
+
+def load_ct(path: str | Path, series_uid: str | None = None) -> CTVolume:
+    """Load and check a CT file or DICOM folder; raises ``DPOInputError`` naming what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise DPOInputError(str(path), "no such file or folder")
+    if path.is_dir():
+        image, files, dicom = _read_dicom_folder(path, series_uid)
+        return check_ct_image(image, str(path), str(path), sha256_of_files(files), dicom)
+    if _spacing_declared(path) is False:
+        raise DPOInputError(str(path), "declares no voxel spacing (or a zero spacing); the size of a "
+                            "finding cannot be measured without it")
+    image = _read_file(path)
+    return check_ct_image(image, str(path), str(path), sha256_of_files([path]))

@@ -1,0 +1,182 @@
+"""Loading CTs in every supported format, and a clear error for every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import REAL_CROP, require_real
+
+from DPOScoringLib.ct_image import load_ct
+from DPOScoringLib.errors import DPOInputError
+
+
+def small_ct(spacing=(0.8, 0.8, 1.0), shape=(12, 40, 48), direction=None) -> sitk.Image:
+    rng = np.random.default_rng(0)
+    array = np.full(shape, -1000, dtype=np.int16)
+    array[:, 8:32, 8:40] = 40
+    array[:, 12:28, 12:22] = -850
+    array[:, 12:28, 26:36] = -850
+    array += rng.normal(0, 5, shape).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin((-19.0, -16.0, 0.0))
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".nii", ".mha"])
+def test_loads_file_formats(tmp_path, suffix):
+    path = tmp_path / f"ct{suffix}"
+    sitk.WriteImage(small_ct(), str(path))
+    ct = load_ct(path)
+    assert ct.shape == (12, 40, 48) and ct.array.dtype == np.int16
+    assert ct.spacing == pytest.approx((0.8, 0.8, 1.0))
+    assert len(ct.sha256) == 64 and ct.warnings == []
+
+
+def write_dicom_series(folder, image, series_uid, modality="CT", study_uid="1.2.826.0.1.3680043.2.1125.1"):
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        slice_image = image[:, :, k]
+        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (("0008|0060", modality), ("0020|000e", series_uid), ("0020|000d", study_uid),
+                           ("0020|0032", "\\".join(f"{p:f}" for p in position)),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0013", str(k + 1)),
+                           ("0018|0050", f"{image.GetSpacing()[2]:f}"),
+                           ("0028|1052", "0"), ("0028|1053", "1"),
+                           ("0008|0018", f"{series_uid}.{k + 1}")):
+            slice_image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{series_uid[-3:]}_{k:03d}.dcm"))
+        writer.Execute(slice_image)
+
+
+def test_dicom_folder_picks_the_series_with_most_slices(tmp_path):
+    folder = tmp_path / "dicom"
+    write_dicom_series(folder, small_ct(shape=(12, 40, 48)), "1.2.826.0.1.3680043.2.1125.101")
+    write_dicom_series(folder, small_ct(shape=(5, 40, 48)), "1.2.826.0.1.3680043.2.1125.102")
+    ct = load_ct(folder)
+    assert ct.shape[0] == 12
+    assert ct.dicom["series_instance_uid"] == "1.2.826.0.1.3680043.2.1125.101"
+    assert ct.dicom["study_instance_uid"] == "1.2.826.0.1.3680043.2.1125.1"
+    assert ct.provenance()["dicom"]["modality"] == "CT"
+    chosen = load_ct(folder, series_uid="1.2.826.0.1.3680043.2.1125.102")
+    assert chosen.shape[0] == 5
+    with pytest.raises(DPOInputError, match="no series with SeriesInstanceUID 9.9"):
+        load_ct(folder, series_uid="9.9")
+
+
+def test_dicom_modality_not_ct_is_refused(tmp_path):
+    folder = tmp_path / "mr"
+    write_dicom_series(folder, small_ct(), "1.2.826.0.1.3680043.2.1125.201", modality="MR")
+    with pytest.raises(DPOInputError, match="DICOM modality is MR, not CT"):
+        load_ct(folder)
+
+
+def test_folder_without_dicom(tmp_path):
+    with pytest.raises(DPOInputError, match="contains no DICOM series"):
+        load_ct(tmp_path)
+
+
+def test_not_3d_is_refused(tmp_path):
+    path = tmp_path / "slice.nrrd"
+    sitk.WriteImage(small_ct()[:, :, 3], str(path))
+    with pytest.raises(DPOInputError, match="is 2-D; a 3-D CT volume is needed"):
+        load_ct(path)
+
+
+def test_colour_image_is_refused(tmp_path):
+    path = tmp_path / "rgb.mha"
+    rgb = sitk.Compose([sitk.Cast(small_ct(), sitk.sitkInt16)] * 3)
+    sitk.WriteImage(rgb, str(path))
+    with pytest.raises(DPOInputError, match="3 values per voxel"):
+        load_ct(path)
+
+
+def test_missing_spacing_in_nrrd_header_is_refused(tmp_path):
+    path = tmp_path / "nospacing.nrrd"
+    data = np.full((4, 6, 6), -1000, dtype=np.int16).tobytes()
+    header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 6 6 4\nendian: little\nencoding: raw\n\n"
+    path.write_bytes(header.encode() + data)
+    with pytest.raises(DPOInputError, match="declares no voxel spacing"):
+        load_ct(path)
+
+
+def test_zero_spacing_in_nifti_is_refused(tmp_path):
+    path = tmp_path / "zero.nii.gz"
+    sitk.WriteImage(small_ct(), str(path))
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[76 + 12:76 + 16] = struct.pack("<f", 0.0)  # pixdim[3] = 0
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DPOInputError, match="voxel spacing"):
+        load_ct(path)
+
+
+def test_unrescaled_values_are_refused(tmp_path):
+    path = tmp_path / "raw.nrrd"
+    image = sitk.Cast(small_ct() + 1024, sitk.sitkUInt16)
+    sitk.WriteImage(image, str(path))
+    with pytest.raises(DPOInputError, match="look un-rescaled.*RescaleSlope"):
+        load_ct(path)
+
+
+def test_image_without_air_is_not_a_ct(tmp_path):
+    path = tmp_path / "mr_like.nrrd"
+    sitk.WriteImage(sitk.Cast(small_ct() * 0 + 300, sitk.sitkInt16), str(path))
+    with pytest.raises(DPOInputError, match="does not look like a chest CT"):
+        load_ct(path)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    junk = tmp_path / "notes.nrrd"
+    junk.write_text("this is not an image")
+    with pytest.raises(DPOInputError, match="not an image this tool can read"):
+        load_ct(junk)
+    with pytest.raises(DPOInputError, match="no such file"):
+        load_ct(tmp_path / "absent.nii.gz")
+
+
+def test_thick_slices_warn(tmp_path):
+    path = tmp_path / "thick.nrrd"
+    sitk.WriteImage(small_ct(spacing=(0.8, 0.8, 2.5)), str(path))
+    ct = load_ct(path)
+    assert any("2.50 mm > 1.5 mm" in w and "POs < 4 mm may be missed" in w for w in ct.warnings)
+
+
+def test_flipped_orientation_is_reordered_and_ijk_map_back(tmp_path):
+    path = tmp_path / "flipped.nrrd"
+    image = small_ct(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    sitk.WriteImage(image, str(path))
+    ct = load_ct(path)
+    assert np.allclose(ct.image.GetDirection(), np.eye(3).ravel())
+    lps = ct.ijk_to_lps([3, 5, 2])
+    assert np.allclose(image.TransformContinuousIndexToPhysicalPoint(ct.original.lps_to_ijk(lps)), lps)
+    assert np.array_equal(ct.array[2, :, :], sitk.GetArrayFromImage(image)[2, ::-1, ::-1])
+
+
+def test_real_crop_loads_with_thick_slice_warning():
+    ct = load_ct(require_real(REAL_CROP))
+    assert ct.shape == (64, 78, 57) and any("5.00 mm" in w for w in ct.warnings)
+
+
+@pytest.mark.parametrize("make,phrase", [
+    (lambda p: p.write_text("junk"), "not an image this tool can read"),
+    (lambda p: sitk.WriteImage(sitk.Cast(small_ct() + 1024, sitk.sitkUInt16), str(p)), "un-rescaled"),
+])
+def test_cli_detect_bad_input_exits_2_without_traceback(tmp_path, make, phrase):
+    path = tmp_path / "in.nrrd"
+    make(path)
+    result = subprocess.run([sys.executable, "-m", "DPOScoringLib", "detect", str(path), "--out",
+                             str(tmp_path / "c.json"), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert phrase in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c.json").exists()
