@@ -1,6 +1,10 @@
 """Measuring one candidate on a small crop around it: size (RECIST short and long axis, spec
 section 3), volume, HU, centre, slices, thickness and shape (nodular / dendriform / large).
 
+Shape (spec section 3): dendriform when thin (< 4 mm thick), at least 10 mm long, over at least
+three contiguous slices, and branching (a junction in its 3-D skeleton) or at least 12 mm long
+(at thick slices branches blur into a line); a small rod-like opacity stays nodular.
+
 Sizes are measured at half maximum: the boundary is the contour where the CT value crosses
 halfway between the local background (median of a shell around the finding) and its peak. This
 is the usual way to size small objects blurred by the scanner's point spread; the axial contour
@@ -20,6 +24,7 @@ LARGE_SHORT_AXIS_MM = 4.0
 DENDRIFORM_MIN_EXTENT_MM = 10.0
 DENDRIFORM_MAX_THICKNESS_MM = 4.0
 DENDRIFORM_MIN_SLICES = 3
+DENDRIFORM_LINEAR_EXTENT_MM = 12.0  # thin and this long: a branch, not a small rod-like opacity
 
 
 @dataclass
@@ -109,7 +114,8 @@ def measure_candidate(crop: np.ndarray, component: np.ndarray, spacing) -> Measu
     extent = float(np.sqrt(((coords.max(axis=0) - coords.min(axis=0) + spacing_kji) ** 2).sum()))
     slices = int(region.any(axis=(1, 2)).sum())
     branches = _skeleton_branch_points(region) if extent >= DENDRIFORM_MIN_EXTENT_MM else 0
-    if (branches >= 1 and extent >= DENDRIFORM_MIN_EXTENT_MM and slices >= DENDRIFORM_MIN_SLICES
+    branching = branches >= 1 or extent >= DENDRIFORM_LINEAR_EXTENT_MM
+    if (branching and extent >= DENDRIFORM_MIN_EXTENT_MM and slices >= DENDRIFORM_MIN_SLICES
             and thickness < DENDRIFORM_MAX_THICKNESS_MM):
         kind = "dendriform"
     elif best[1] >= LARGE_SHORT_AXIS_MM:

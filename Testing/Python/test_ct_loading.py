@@ -174,8 +174,9 @@ def test_real_crop_loads_with_thick_slice_warning():
 def test_cli_detect_bad_input_exits_2_without_traceback(tmp_path, make, phrase):
     path = tmp_path / "in.nrrd"
     make(path)
-    result = subprocess.run([sys.executable, "-m", "DPOScoringLib", "detect", str(path), "--out",
-                             str(tmp_path / "c.json"), "--quiet"], capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "DPOScoringLib", "detect", str(path), "--out", str(tmp_path / "c.json"),
+               "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert phrase in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
