@@ -81,12 +81,12 @@ class DetectionResult:
 
 
 def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:
-    slices = []
-    for axis in range(3):
-        present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
-        slices.append(slice(max(present[0] - margin[axis], 0), min(present[-1] + margin[axis] + 1,
-                                                                  mask.shape[axis])))
-    return tuple(slices)
+    """Box of the non-zero voxels, grown by ``margin`` voxels (two passes over the volume)."""
+    plane = mask.any(axis=0)
+    present = [np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0],
+               np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]]
+    return tuple(slice(max(p[0] - m, 0), min(p[-1] + m + 1, n))
+                 for p, m, n in zip(present, margin, mask.shape))
 
 
 def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float = 5.0) -> str:
@@ -194,7 +194,7 @@ class _Detector:
         self.ijk_of, self.lps_of = ijk_of, lps_of
         self.seed_hu, self.grow_hu = params.seed_hu, params.grow_hu
         self.margin = np.ceil(2.0 * params.envelope_mm / self.spacing_kji).astype(int) + 2
-        self.box = _bounding_box(lungs > 0, self.margin)
+        self.box = _bounding_box(lungs, self.margin)
         self.offset = np.array([s.start for s in self.box])
         self.ct = hu[self.box]
         self.geometry = LungGeometry(lungs, spacing)
@@ -226,10 +226,11 @@ class _Detector:
         envelope = edt.edt(dilated, anisotropy=anisotropy, black_border=False) > radius
         return float((component & (envelope | lung_local)).sum()) / float(component.sum())
 
-    def judge(self, labels: np.ndarray, label: int, bbox) -> None:
-        """Decide on one structure: its share in or against the lung, then contrast vessels,
-        hilar position and airway walls; measure and keep it when nothing excludes it."""
-        lo, hi, local = self._local([b.start for b in bbox], [b.stop for b in bbox], self.margin)
+    def judge(self, labels: np.ndarray, label: int, seed_lo, seed_hi) -> None:
+        """Decide on one structure (known by the box of its seed voxels): its share in or against
+        the lung, then contrast vessels, hilar position and airway walls; measure and keep it
+        when nothing excludes it."""
+        lo, hi, local = self._local(seed_lo, seed_hi, self.margin)
         component = labels[local] == label
         lung_local = self._lung_crop(lo, hi)
         volume = float(component.sum()) * self.voxel_mm3
@@ -303,6 +304,35 @@ class _Detector:
             confidence=_confidence(m.peak_hu, self.seed_hu, lung_fraction, m.kind)))
 
 
+def _seeded_structures(run: _Detector, labels: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(label, seed box low, seed box high) of every structure holding a seed voxel, found from
+    the seed voxels alone (one pass, no per-label statistics over the volume). Structures whose
+    seeds alone exceed ``max_volume_mm3`` are bone, except, in a contrast study, when their seeds
+    lie mostly in the lungs (an enhanced vessel tree, judged piece by piece)."""
+    seeds = np.flatnonzero(run.ct >= run.params.seed_hu)
+    if seeds.size == 0:
+        return []
+    seed_labels = labels.ravel()[seeds]
+    counts = np.bincount(seed_labels)
+    counts[0] = 0
+    wanted = (counts > 0) & (counts * run.voxel_mm3 <= run.params.max_volume_mm3)
+    if run.contrast:
+        in_lung = np.bincount(seed_labels, weights=run.lungs[run.box].ravel()[seeds] > 0,
+                              minlength=len(counts))
+        wanted |= (counts * run.voxel_mm3 > run.params.max_volume_mm3) & (in_lung >= 0.5 * counts)
+    keep = wanted[seed_labels]
+    seeds, seed_labels = seeds[keep], seed_labels[keep]
+    if seeds.size == 0:
+        return []
+    order = np.argsort(seed_labels, kind="stable")
+    seeds, seed_labels = seeds[order], seed_labels[order]
+    coords = np.stack(np.unravel_index(seeds, labels.shape), axis=1)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(seed_labels)) + 1])
+    lows = np.minimum.reduceat(coords, starts, axis=0)
+    highs = np.maximum.reduceat(coords, starts, axis=0) + 1
+    return [(int(seed_labels[s]), lows[n], highs[n]) for n, s in enumerate(starts)]
+
+
 def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndarray | None = None,
                       airways: np.ndarray | None = None, contrast: bool = False,
                       params: DetectionParams | None = None, ijk_of=None, lps_of=None,
@@ -317,15 +347,11 @@ def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndar
     progress.step(0.0, "thresholding inside the lungs")
     run = _Detector(hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of)
     labels = cc3d.connected_components(run.ct >= params.grow_hu, connectivity=26)
-    seeded: list[int] = []
-    if labels.max() > 0:
-        stats = cc3d.statistics(labels)
-        seeds = np.unique(labels[run.ct >= params.seed_hu])
-        seeded = [int(s) for s in seeds if s > 0]
-        for number, label in enumerate(seeded):
-            if number % 25 == 0:
-                progress.step(0.1 + 0.85 * number / len(seeded), f"measuring structure {number + 1}")
-            run.judge(labels, label, stats["bounding_boxes"][label])
+    seeded = _seeded_structures(run, labels)
+    for number, (label, lo, hi) in enumerate(seeded):
+        if number % 25 == 0:
+            progress.step(0.1 + 0.85 * number / len(seeded), f"measuring structure {number + 1}")
+        run.judge(labels, label, lo, hi)
     if run.vessels_suppressed:
         run.excluded.append({"reason": f"{run.vessels_suppressed} contrast-enhanced vessel structures "
                                        "suppressed", "count": run.vessels_suppressed})

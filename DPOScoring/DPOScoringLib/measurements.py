@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cc3d
+import edt
 import numpy as np
 from scipy import ndimage
 from skimage import measure, morphology
@@ -109,11 +110,13 @@ def measure_candidate(crop: np.ndarray, component: np.ndarray, spacing) -> Measu
         long_axis, short_axis = axial_diameters(values[k], level, region[k], background, spacing)
         if long_axis > best[0]:
             best = (long_axis, short_axis, int(k))
-    thickness = 2.0 * float(ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing_kji).max())
     coords = np.array(np.nonzero(region)).T * spacing_kji
     extent = float(np.sqrt(((coords.max(axis=0) - coords.min(axis=0) + spacing_kji) ** 2).sum()))
     slices = int(region.any(axis=(1, 2)).sum())
-    branches = _skeleton_branch_points(region) if extent >= DENDRIFORM_MIN_EXTENT_MM else 0
+    long_enough = extent >= DENDRIFORM_MIN_EXTENT_MM  # only then can it be dendriform
+    branches = _skeleton_branch_points(region) if long_enough else 0
+    thickness = (2.0 * float(edt.edt(np.pad(region, 1), anisotropy=tuple(spacing_kji)).max())
+                 if long_enough else min(best[1], extent))
     branching = branches >= 1 or extent >= DENDRIFORM_LINEAR_EXTENT_MM
     if (branching and extent >= DENDRIFORM_MIN_EXTENT_MM and slices >= DENDRIFORM_MIN_SLICES
             and thickness < DENDRIFORM_MAX_THICKNESS_MM):

@@ -1,9 +1,7 @@
 """Where a candidate lies in its lung: distance to the pleura, axial zone (spec section 7), side.
 
-* Distance to the pleura: from the candidate's edge to the lung surface, by a Euclidean distance
-  transform of the lung (with the candidate in it) on a crop that grows until the surface is
-  inside it; the centre-to-centre distance is reduced by one in-plane voxel (half a voxel on
-  each side) to go from voxel centres to surfaces.
+* Distance to the pleura: from the candidate's edge to the lung surface (the lung with the
+  candidate in it), from the nearest voxel outside the lung; see ``distance_to_pleura_mm``.
 * Radial fraction for the cortical/medullary split: on the candidate's axial slice, along the
   ray from the centroid of that lung's cross-section through the candidate, the candidate's
   distance from the centroid divided by the centroid-to-surface distance.
@@ -11,22 +9,14 @@
 
 from __future__ import annotations
 
-import edt
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from .characterisation import classify_zone
 
 MAX_SEARCH_MM = 60.0
 FINE_SEARCH_MM = 8.0
 COARSE_GRID_MM = 4.0
-
-
-def _surface_distance(lung: np.ndarray, spacing_kji) -> np.ndarray:
-    """Distance (mm) from each lung voxel to the nearest voxel outside the lung; the edge of
-    the array counts as outside."""
-    padded = np.pad(lung, 1)
-    return edt.edt(padded, anisotropy=tuple(spacing_kji), black_border=False)[1:-1, 1:-1, 1:-1]
 
 
 class LungGeometry:
@@ -50,29 +40,30 @@ class LungGeometry:
 
     def distance_to_pleura_mm(self, region: np.ndarray, region_lo, side: int, centre_kji=None,
                               radius_mm: float | None = None) -> float:
-        """Gap (mm) between the candidate's edge and its lung's surface. For a round finding
-        (``centre_kji`` and ``radius_mm`` given) the distance transform is interpolated at its
-        centre and the radius subtracted, which is finer than the voxel grid. Gaps beyond
-        ``FINE_SEARCH_MM`` are estimated on a 4 mm grid (about +-2 mm)."""
+        """Gap (mm) between the candidate's edge and its lung's surface: the distance to the
+        nearest voxel outside the lung, less half a voxel (the surface lies between voxel
+        centres). For a round finding (``centre_kji`` and ``radius_mm`` given) it is measured
+        from its centre and the radius subtracted, which is finer than the voxel grid; otherwise
+        from its nearest voxel, less another half voxel. Gaps beyond ``FINE_SEARCH_MM`` are
+        estimated on a 4 mm grid (about +-2 mm)."""
         region_lo = np.array(region_lo)
         margin = np.ceil(FINE_SEARCH_MM / self.spacing_kji).astype(int)
         crop, crop_lo = self._lung_crop(side, region_lo - margin, region_lo + np.array(region.shape) + margin,
                                         region, region_lo)
-        distances = _surface_distance(crop, self.spacing_kji)
-        offset = region_lo - crop_lo
-        inside = distances[offset[0]:offset[0] + region.shape[0], offset[1]:offset[1] + region.shape[1],
-                           offset[2]:offset[2] + region.shape[2]][region]
-        in_plane = float(self.spacing_kji[1:].mean())
-        if centre_kji is not None and radius_mm is not None:
-            at = (np.asarray(centre_kji, dtype=float) - crop_lo)[:, None]
-            # the lung surface lies half a voxel before the first voxel centre outside it
-            nearest = float(ndimage.map_coordinates(distances, at, order=1)[0]) - 0.5 * in_plane - radius_mm
-        else:
-            # centre-to-centre distance: the finding's edge lies about half a voxel beyond its
-            # outermost voxel centre, the lung surface half a voxel before the first outside one
-            nearest = float(inside.min()) - in_plane
-        if float(inside.min()) < FINE_SEARCH_MM - 1.0:
-            return max(nearest, 0.0)
+        outside = np.argwhere(~crop)
+        half_voxel = 0.5 * float(self.spacing_kji[1:].mean())
+        if outside.size:
+            outside_mm = (outside + crop_lo) * self.spacing_kji
+            if centre_kji is not None and radius_mm is not None:
+                centre_mm = np.asarray(centre_kji, dtype=float) * self.spacing_kji
+                nearest = float(np.sqrt(((outside_mm - centre_mm) ** 2).sum(axis=1)).min())
+                gap = nearest - half_voxel - radius_mm
+            else:
+                points = (np.argwhere(region) + region_lo) * self.spacing_kji
+                nearest = float(cKDTree(outside_mm).query(points)[0].min())
+                gap = nearest - 2.0 * half_voxel
+            if nearest < FINE_SEARCH_MM - 1.0:
+                return max(gap, 0.0)
         return max(self._coarse_gap(region, region_lo, side), FINE_SEARCH_MM - 1.0)
 
     def _coarse_gap(self, region: np.ndarray, region_lo, side: int) -> float:
@@ -81,10 +72,13 @@ class LungGeometry:
         centre = np.array(region_lo) + np.array(region.shape) // 2
         lo = np.maximum(centre - margin, 0)
         hi = np.minimum(centre + margin, self.labels.shape)
-        coarse = self.labels[lo[0]:hi[0]:step[0], lo[1]:hi[1]:step[1], lo[2]:hi[2]:step[2]] == side
-        distances = _surface_distance(coarse, self.spacing_kji * step)
-        index = np.minimum((centre - lo) // step, np.array(coarse.shape) - 1)
-        return float(distances[tuple(index)]) - 0.5 * float(region.shape[1] * self.spacing_kji[1])
+        coarse = self.labels[lo[0]:hi[0]:step[0], lo[1]:hi[1]:step[1], lo[2]:hi[2]:step[2]] != side
+        outside = np.argwhere(coarse)
+        if outside.size == 0:
+            return MAX_SEARCH_MM
+        offsets_mm = ((outside * step + lo) - centre) * self.spacing_kji
+        distances = np.sqrt((offsets_mm ** 2).sum(axis=1))
+        return float(distances.min()) - 0.5 * float(region.shape[1] * self.spacing_kji[1])
 
     def _centroid(self, k: int, side: int) -> np.ndarray | None:
         key = (k, side)
@@ -94,35 +88,31 @@ class LungGeometry:
         return self._centroids[key]
 
     def radial_fraction(self, centre_kji, side: int, region: np.ndarray, region_lo) -> float | None:
-        k = int(round(centre_kji[0]))
-        k = min(max(k, 0), self.labels.shape[0] - 1)
+        k = min(max(int(round(centre_kji[0])), 0), self.labels.shape[0] - 1)
         centroid = self._centroid(k, side)
         if centroid is None:
             return None
-        point = np.array(centre_kji[1:], dtype=float)
         in_plane = self.spacing_kji[1:]
+        point = np.array(centre_kji[1:], dtype=float)
         direction = (point - centroid) * in_plane
         length = float(np.linalg.norm(direction))
         if length < 1e-6:
             return 0.0
-        step = direction / length * 0.25 * float(in_plane.min())  # mm per step
         lung = self.labels[k] == side
         rk = k - region_lo[0]
         if 0 <= rk < region.shape[0]:
-            lung = lung.copy()
             rows, cols = np.nonzero(region[rk])
             lung[rows + region_lo[1], cols + region_lo[2]] = True
-        position = point * in_plane
-        travelled = length
-        limit = np.array(lung.shape)
-        while True:
-            nxt = position + step
-            index = np.round(nxt / in_plane).astype(int)
-            if np.any(index < 0) or np.any(index >= limit) or not lung[index[0], index[1]]:
-                break
-            position = nxt
-            travelled += float(np.linalg.norm(step))
-        return length / travelled if travelled > 0 else 0.0
+        step = 0.25 * float(in_plane.min())
+        distances = np.arange(step, float(np.hypot(*lung.shape) * in_plane.max()), step)
+        positions = point * in_plane + np.outer(distances, direction / length)
+        samples = np.round(positions / in_plane).astype(int)
+        valid = np.all((samples >= 0) & (samples < np.array(lung.shape)), axis=1)
+        inside = np.zeros(len(distances), dtype=bool)
+        inside[valid] = lung[samples[valid, 0], samples[valid, 1]]
+        exits = np.flatnonzero(~inside)
+        travelled = length + (distances[exits[0]] - step if exits.size else distances[-1])
+        return length / travelled
 
     def side_near(self, centre_kji, radius_mm: float = 6.0) -> int:
         """Lung label at the centre, else the commonest lung label within ``radius_mm``."""
