@@ -26,6 +26,7 @@ from .progress import Progress, ensure_progress
 
 LUNG_SIDE = {1: "right", 2: "left"}
 AIRWAY_LUMEN_SHARE = 0.35
+MEASURE_MARGIN_VOXELS = 4
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,23 @@ class DetectionResult:
 
 
 def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:
-    """Box of the non-zero voxels, grown by ``margin`` voxels (two passes over the volume)."""
-    plane = mask.any(axis=0)
-    present = [np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0],
+    """Box of the non-zero voxels, grown by ``margin`` voxels; found on every other voxel in each
+    direction (one eighth of the work), so grown by one more voxel to be safe."""
+    sample = mask[::2, ::2, ::2]
+    plane = sample.any(axis=0)
+    present = [np.nonzero(sample.reshape(sample.shape[0], -1).any(axis=1))[0],
                np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]]
-    return tuple(slice(max(p[0] - m, 0), min(p[-1] + m + 1, n))
+    return tuple(slice(max(2 * p[0] - m - 1, 0), min(2 * p[-1] + m + 2, n))
                  for p, m, n in zip(present, margin, mask.shape))
+
+
+def _tight_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The mask's bounding box within its own array, grown by ``margin`` voxels."""
+    box = []
+    for axis in range(3):
+        present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        box.append(slice(max(present[0] - margin, 0), min(present[-1] + margin + 1, mask.shape[axis])))
+    return tuple(box)
 
 
 def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float = 5.0) -> str:
@@ -272,6 +284,9 @@ class _Detector:
     def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
         params = self.params
         lung_fraction = self._envelope_fraction(component, lung_local)
+        inner = _tight_box(component, MEASURE_MARGIN_VOXELS)  # measuring needs only a thin margin
+        crop, component = crop[inner], component[inner]
+        lo = lo + np.array([b.start for b in inner])
         m = measure_candidate(crop, component, self.spacing)
         centre_kji = m.centre_kji + lo + self.offset
         ijk_kji = centre_kji[::-1]

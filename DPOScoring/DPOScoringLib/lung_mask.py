@@ -27,6 +27,7 @@ MIN_LUNG_FRACTION = 0.15
 AIRWAY_MARGIN_MM = 1.5
 MAX_HOLE_MM2 = 2000.0
 DOME_HOLE_MM2 = 150.0
+COARSE_ABOVE_VOXELS = 16_000_000  # larger volumes are separated into lungs on a 2x coarser grid
 RIGHT_LABEL, LEFT_LABEL = 1, 2
 
 
@@ -72,13 +73,8 @@ def _crop(mask: np.ndarray):
     return tuple(slice(c[0], c[-1] + 1) for c in coords)
 
 
-def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
-                  progress: Progress | None = None) -> LungMask:
-    """Lung masks for an LPS-oriented (k, j, i) HU array (column index grows toward patient
-    left; ``load_ct`` guarantees it). ``spacing`` is (x, y, z) mm; ``origin_x_mm`` the LPS x of
-    column 0, used to tell right from left when only one lung is in the field of view."""
-    progress = ensure_progress(progress)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress: Progress):
+    """Steps 1-3 on a (possibly coarse) grid: (labels, airway mask, airway zone, warnings, carina)."""
     warnings: list[str] = []
     progress.step(0.0, "finding air")
     air = hu < AIR_HU
@@ -140,21 +136,84 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
             result[single] = side
             warnings.append(f"only one lung in the field of view (taken as the "
                             f"{'right' if side == RIGHT_LABEL else 'left'} lung from its position)")
-    del parts
+    return result, airway.mask, airway_zone, warnings, airway.carina_slice
+
+
+def _upsample(coarse: np.ndarray, factor, shape) -> np.ndarray:
+    up = coarse
+    for axis, f in enumerate(factor):
+        if f > 1:
+            up = np.repeat(up, f, axis=axis)
+    return up[:shape[0], :shape[1], :shape[2]]
+
+
+def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
+                  progress: Progress | None = None) -> LungMask:
+    """Lung masks for an LPS-oriented (k, j, i) HU array (column index grows toward patient
+    left; ``load_ct`` guarantees it). ``spacing`` is (x, y, z) mm; ``origin_x_mm`` the LPS x of
+    column 0, used to tell right from left when only one lung is in the field of view.
+
+    Large volumes are separated into lungs on a grid coarsened by 2 (fast, small); the lung
+    boundary is then taken at full resolution from the air threshold, within one coarse voxel
+    of the coarse lungs, and holes are filled at full resolution."""
+    progress = ensure_progress(progress)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    factor = tuple(2 if hu.size > COARSE_ABOVE_VOXELS and n >= 64 else 1 for n in hu.shape)
+    coarse_hu = np.ascontiguousarray(hu[::factor[0], ::factor[1], ::factor[2]])
+    coarse_spacing = (spacing[0] * factor[2], spacing[1] * factor[1], spacing[2] * factor[0])
+    labels, airways, airway_zone, warnings, carina = _separate_lungs(coarse_hu, coarse_spacing, origin_x_mm,
+                                                                     progress.sub(0.0, 0.7))
+    del coarse_hu
+    if not labels.any():
+        raise ValueError("no lungs found")
+    progress.step(0.72, "lung boundary at full resolution")
+    coarse_box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in _crop(labels > 0))
+    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, hu.shape))
+    shape = tuple(b.stop - b.start for b in box)
+    result = np.zeros(hu.shape, dtype=np.uint8)
+    zone = np.zeros(hu.shape, dtype=bool)
+    if factor != (1, 1, 1):
+        local = labels[coarse_box]
+        near = np.where(local > 0, local, ndimage.maximum_filter(local, size=3))
+        result[box] = np.where(hu[box] < AIR_HU, _upsample(near, factor, shape), np.uint8(0))
+        del near
+        airways = _upsample_into(airways, factor, hu.shape, hu)
+        zone = _upsample_into(airway_zone, factor, hu.shape)
+        carina = None if carina is None else carina * factor[0]
+    else:
+        result[box] = labels[box]
+        zone = airway_zone
+    result[box][zone[box]] = 0
     progress.step(0.8, "filling holes")
     max_hole = int(MAX_HOLE_MM2 / (spacing[0] * spacing[1]))
     big_hole = int(DOME_HOLE_MM2 / (spacing[0] * spacing[1]))
+    inner = result[box]
     for label in (RIGHT_LABEL, LEFT_LABEL):
-        lung = result == label
+        lung = inner == label
         if not lung.any():
             continue
-        box = _crop(lung)
-        filled = _fill_holes_per_slice(lung[box], max_hole, big_hole)
-        result[box][filled & (result[box] == 0) & ~airway_zone[box]] = label
-    volumes = {"right": round(float((result == RIGHT_LABEL).sum()) * voxel_ml, 1),
-               "left": round(float((result == LEFT_LABEL).sum()) * voxel_ml, 1)}
+        lung_box = _crop(lung)
+        filled = _fill_holes_per_slice(lung[lung_box], max_hole, big_hole)
+        inner[lung_box][filled & (inner[lung_box] == 0) & ~zone[box][lung_box]] = label
+    counts = np.bincount(inner.ravel(), minlength=3)
+    volumes = {"right": round(float(counts[RIGHT_LABEL]) * voxel_ml, 1),
+               "left": round(float(counts[LEFT_LABEL]) * voxel_ml, 1)}
     progress.step(1.0, "lungs ready")
-    return LungMask(result, airway.mask, volumes, warnings, airway.carina_slice)
+    return LungMask(result, airways, volumes, warnings, carina)
+
+
+def _upsample_into(mask: np.ndarray, factor, shape, air_of: np.ndarray | None = None) -> np.ndarray:
+    """Full-resolution copy of a sparse coarse mask, upsampled only inside its bounding box;
+    with ``air_of`` (the HU array), kept only where the full-resolution voxel is air."""
+    full = np.zeros(shape, dtype=bool)
+    if not mask.any():
+        return full
+    coarse_box = _crop(mask)
+    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, shape))
+    full[box] = _upsample(mask[coarse_box], factor, tuple(b.stop - b.start for b in box))
+    if air_of is not None:
+        full[box] &= air_of[box] < AIR_HU
+    return full
 
 
 def _midline_column(n_columns: int, spacing_x: float, origin_x_mm: float | None, trachea_centre) -> float:

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 from .characterisation import classify_zone
 
 MAX_SEARCH_MM = 60.0
-FINE_SEARCH_MM = 8.0
+FINE_SEARCH_MM = 6.0
 COARSE_GRID_MM = 4.0
 
 
@@ -82,9 +82,9 @@ class LungGeometry:
 
     def _centroid(self, k: int, side: int) -> np.ndarray | None:
         key = (k, side)
-        if key not in self._centroids:
-            rows, cols = np.nonzero(self.labels[k] == side)
-            self._centroids[key] = np.array([rows.mean(), cols.mean()]) if rows.size else None
+        if key not in self._centroids:  # from every other row and column: ample for a centroid
+            rows, cols = np.nonzero(self.labels[k, ::2, ::2] == side)
+            self._centroids[key] = 2.0 * np.array([rows.mean(), cols.mean()]) if rows.size else None
         return self._centroids[key]
 
     def radial_fraction(self, centre_kji, side: int, region: np.ndarray, region_lo) -> float | None:
