@@ -52,3 +52,24 @@ def load_candidates(path: str | Path) -> dict:
         if missing:
             raise DPOInputError(f"{path}: candidates[{index}]", f"lacks {', '.join(missing)}")
     return document
+
+
+_CARRIED = ("lps", "ijk", "lung", "short_axis_mm", "long_axis_mm", "volume_mm3", "peak_hu", "mean_hu",
+            "confidence", "distance_to_pleura_mm", "slices")
+
+
+def reading_from_candidates(document: dict, statuses: dict[str, str] | None = None,
+                            reader: str = "", case_id: str = "") -> dict:
+    """A ``dpo-reading/1`` document holding every candidate as a finding, with the status the
+    reader gave it (``statuses`` by candidate id; pending otherwise)."""
+    statuses = statuses or {}
+    findings = []
+    for candidate in document["candidates"]:
+        finding = {"id": candidate["id"], "lobe": candidate["lobe"], "kind": candidate["kind"],
+                   "status": statuses.get(candidate["id"], candidate.get("status", "pending")),
+                   "zone": candidate.get("zone"), "source": candidate.get("source", "detected")}
+        finding.update({key: candidate[key] for key in _CARRIED if candidate.get(key) is not None})
+        findings.append(finding)
+    return {"schema": "dpo-reading/1", "case_id": case_id, "reader": reader,
+            "ct": {"source": document["input"]["source"], "sha256": document["input"]["sha256"]},
+            "findings": findings, "lobes": {}}

@@ -21,6 +21,7 @@ EXIT_CANCELLED = 130
 
 
 def example_reading_path() -> Path:
+    """A hand-written example reading shipped with the package (used by the docs and tests)."""
     return Path(str(resources.files("DPOScoringLib") / "examples" / "example-reading.json"))
 
 
@@ -61,13 +62,47 @@ def _cmd_tally(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .reading import load_reading
+    """The main job on a built-in example: a synthetic chest CT with known findings, lungs and
+    candidates found, a simulated reader who confirms the candidates that are true findings of
+    the phantom and rejects the rest, and the scores of that reading."""
+    import json
+
+    from .candidates_file import candidates_document, reading_from_candidates, write_candidates
+    from .phantom import PhantomSpec, generate_phantom, write_phantom
+    from .pipeline import run_detection
+    from .progress import Progress
+    from .reading import parse_reading
+    from .safe_files import atomic_write_json
+    from .score_summary import text_report
     from .scoring import score_reading
 
-    path = example_reading_path()
-    scores = score_reading(load_reading(path), _policy(args))
-    print(f"example reading: {path}", file=sys.stderr)
-    _emit(scores, args.out, args.force)
+    folder = Path(args.out)
+    if folder.exists() and any(folder.iterdir()) and not args.force:
+        raise DPOInputError(str(folder), "is not empty; not overwritten (use --force to replace the demo)")
+    folder.mkdir(parents=True, exist_ok=True)
+    progress = Progress(_stderr_progress(args.quiet))
+    print("building a synthetic chest CT (phantom) with known ossifications ...", file=sys.stderr)
+    spec = PhantomSpec(fov_mm=(220.0, 180.0, 200.0), spacing=(0.8, 0.8, 1.0), seed=args.seed, n_po=30)
+    paths = write_phantom(generate_phantom(spec, progress.sub(0.0, 0.5)), folder)
+    run = run_detection(paths["ct"], paths["lobes"], progress=progress.sub(0.5, 1.0))
+    document = candidates_document(run.ct, run.result, run.warnings, run.sources, run.lung_volumes_ml)
+    write_candidates(folder / "candidates.json", document, overwrite=True)
+    truth = json.loads(paths["truth"].read_text())
+    statuses = {}
+    for candidate in run.result.candidates:
+        near = [f for f in truth["findings"]
+                if sum((a - b) ** 2 for a, b in zip(f["lps"], candidate.lps)) ** 0.5
+                <= (6.0 if f["kind"] == "dendriform" else f["diameter_mm"] / 2 + 1.5)]
+        statuses[candidate.id] = "confirmed" if near else "rejected"
+    reading = reading_from_candidates(document, statuses, reader="simulated reader (phantom truth)",
+                                      case_id=f"phantom-seed-{args.seed}")
+    atomic_write_json(folder / "reading.json", reading, overwrite=True)
+    scores = score_reading(parse_reading(reading), _policy(args))
+    atomic_write_json(folder / "scores.json", scores, overwrite=True)
+    sys.stdout.write(text_report(scores))
+    print(f"\n{len(run.result.candidates)} candidates, {sum(s == 'confirmed' for s in statuses.values())} "
+          f"confirmed by the simulated reader; files in {folder}: ct.nrrd, lobes.nrrd, truth.json, "
+          "candidates.json, reading.json, scores.json", file=sys.stderr)
     return 0
 
 
@@ -141,10 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--quiet", action="store_true", help="no progress lines")
     detect.set_defaults(run=_cmd_detect)
 
-    demo = commands.add_parser("demo", help="score the built-in example reading")
+    demo = commands.add_parser("demo", help="run the pipeline on a built-in synthetic chest CT and score it")
     _add_policy_options(demo)
-    demo.add_argument("--out", help="write the scores to this file instead of standard output")
-    demo.add_argument("--force", action="store_true", help="replace --out if it exists")
+    demo.add_argument("--out", default="demo-output",
+                      help="folder for the demo's files (default: demo-output)")
+    demo.add_argument("--seed", type=int, default=7, help="phantom random seed")
+    demo.add_argument("--force", action="store_true", help="replace the files of an earlier demo")
+    demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

@@ -85,9 +85,20 @@ def test_tally_out_is_atomic_and_never_overwrites_silently(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
-def test_demo_scores_the_packaged_example():
-    result = run_cli("demo")
+def test_example_reading_is_packaged_and_valid():
+    result = run_cli("tally", example_reading_path())
     assert result.returncode == 0, result.stderr
-    scores = json.loads(result.stdout)
-    assert scores["schema"] == "dpo-scores/1" and scores["complete"] is False
-    assert example_reading_path().is_file()
+    assert json.loads(result.stdout)["complete"] is False  # it holds a pending finding
+
+
+def test_demo_runs_the_pipeline_on_a_phantom_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    for name in ("ct.nrrd", "lobes.nrrd", "truth.json", "candidates.json", "reading.json", "scores.json"):
+        assert (out / name).is_file(), name
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["schema"] == "dpo-scores/1" and scores["complete"] is True
+    assert scores["total"] >= 15 and "DPO def1" in result.stdout
+    again = run_cli("demo", "--out", out, "--quiet")
+    assert again.returncode == 2 and "not empty" in again.stderr
