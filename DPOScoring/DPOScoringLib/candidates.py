@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import cc3d
 import edt
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
-from skimage.morphology import convex_hull_image
 
 from .lobes import BY_LABEL, UNASSIGNED
 from .measurements import DENDRIFORM_MIN_EXTENT_MM, DENDRIFORM_MIN_SLICES, measure_candidate
@@ -25,7 +25,6 @@ from .pleura_geometry import LungGeometry
 from .progress import Progress, ensure_progress
 
 LUNG_SIDE = {1: "right", 2: "left"}
-AIRWAY_LUMEN_SHARE = 0.35
 MEASURE_MARGIN_VOXELS = 4
 
 
@@ -39,8 +38,10 @@ class DetectionParams:
     min_lung_fraction: float = 0.5  # share of a candidate's voxels inside the pleural envelope
     max_volume_mm3: float = 3000.0  # larger structures are bone or mediastinum, not nodules
     hilar_margin_mm: float = 10.0  # candidates this close to trachea/main bronchi are hilar
-    airway_lumen_hu: float = -900.0  # lumen air, for calcified cartilage around an airway
-    airway_concavity_ratio: float = 0.6  # concave part filled with lumen, relative to the area
+    airway_lumen_hu: float = -950.0  # lumen air, for calcified cartilage lining an airway
+    airway_lumen_share: float = 0.03  # share of the shell around a finding that is lumen air
+    airway_lumen_min_mm3: float = 20.0  # the air space must be this big (an airway, not noise)
+    hilar_max_lung_shell: float = 0.5  # near the main airways and mostly not surrounded by lung
     fragment_gap_mm: float = 3.0  # pieces this close are fragments of one branching structure
     vessel_elongation: float = 2.0  # with contrast, structures longer than this x their equivalent
     #                                 diameter are vessels unless part of them reaches contrast_seed_hu
@@ -115,16 +116,24 @@ def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float
     return BY_LABEL[label].code if label in BY_LABEL else UNASSIGNED
 
 
-def _wraps_airway(crop: np.ndarray, region: np.ndarray, axial: int, params: DetectionParams) -> bool:
-    """Calcified cartilage curves around an air-filled airway lumen: on its largest axial
-    section, the concave part of its convex hull is big and holds lumen air."""
-    section = region[axial]
-    if section.sum() < 4:
+def _beside_airway_lumen(crop: np.ndarray, region: np.ndarray, voxel_mm3: float, params: DetectionParams) -> bool:
+    """Calcified cartilage lines an airway: a share of the 2-voxel shell around it is lumen air
+    (< ``airway_lumen_hu``) belonging to an air space of at least ``airway_lumen_min_mm3``.
+    A PO in aerated lung has lung (about -850 HU) around it, not a lumen."""
+    shell = ndimage.binary_dilation(region, iterations=2) & ~region
+    lumen = crop < params.airway_lumen_hu
+    if float(lumen[shell].mean()) < params.airway_lumen_share:
         return False
-    concave = convex_hull_image(section) & ~section
-    if concave.sum() < params.airway_concavity_ratio * section.sum():
-        return False
-    return float((crop[axial][concave] < params.airway_lumen_hu).mean()) >= AIRWAY_LUMEN_SHARE
+    spaces = cc3d.connected_components(lumen, connectivity=6)
+    touching = np.unique(spaces[shell & lumen])
+    sizes = np.bincount(spaces.ravel())
+    return bool(any(sizes[t] * voxel_mm3 >= params.airway_lumen_min_mm3 for t in touching if t))
+
+
+def _in_aerated_lung(region: np.ndarray, lung_local: np.ndarray) -> float:
+    """Share of the 2-voxel shell around a finding that is lung (aerated parenchyma)."""
+    shell = ndimage.binary_dilation(region, iterations=2) & ~region
+    return float(lung_local[shell].mean()) if shell.any() else 0.0
 
 
 def _elongation(component: np.ndarray, spacing_kji) -> float:
@@ -286,6 +295,7 @@ class _Detector:
         lung_fraction = self._envelope_fraction(component, lung_local)
         inner = _tight_box(component, MEASURE_MARGIN_VOXELS)  # measuring needs only a thin margin
         crop, component = crop[inner], component[inner]
+        lo_outer = lo
         lo = lo + np.array([b.start for b in inner])
         m = measure_candidate(crop, component, self.spacing)
         centre_kji = m.centre_kji + lo + self.offset
@@ -294,10 +304,12 @@ class _Detector:
         reason = None
         if self.airway_tree is not None:
             distance = self.airway_tree.query(centre_kji * self.spacing_kji)[0] - 0.5 * m.long_axis_mm
-            if distance <= params.hilar_margin_mm:
+            lung_local = lung_local[tuple(slice(a - b, a - b + n) for a, b, n in zip(lo, lo_outer, crop.shape))]
+            if (distance <= params.hilar_margin_mm
+                    and _in_aerated_lung(m.region, lung_local) < params.hilar_max_lung_shell):
                 reason = f"hilar: {max(distance, 0.0):.1f} mm from the trachea or a main bronchus"
-        if reason is None and _wraps_airway(crop, m.region, m.axial_slice, params):
-            reason = "calcified airway wall: curves around an airway lumen"
+        if reason is None and _beside_airway_lumen(crop, m.region, self.voxel_mm3, params):
+            reason = "calcified airway wall: lines an airway lumen"
         if reason is not None:
             self.excluded.append({"lps": lps, "peak_hu": round(m.peak_hu, 1), "reason": reason,
                                   "volume_mm3": round(m.volume_mm3, 2)})

@@ -144,6 +144,29 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lobes(args: argparse.Namespace) -> int:
+    from .ct_image import load_ct
+    from .fissures import save_points
+    from .lobe_pipeline import compute_lobes, write_lobes
+    from .progress import Progress
+
+    if Path(args.out).exists() and not args.force:
+        raise DPOInputError(args.out, "already exists; not overwritten (use --force to replace it)")
+    ct = load_ct(args.ct)
+    result = compute_lobes(ct, args.method, args.source, args.weights, args.points, args.device,
+                           args.numbering, progress=Progress(_stderr_progress(args.quiet)))
+    write_lobes(args.out, result.lobes, ct, overwrite=args.force)
+    if args.points_out and result.points:
+        save_points(args.points_out, result.points, overwrite=args.force)
+    for warning in ct.warnings + result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    volumes = result.volumes_ml(ct.spacing)
+    print("lobe volumes (ml): " + ", ".join(f"{code} {volume:g}" for code, volume in volumes.items()),
+          file=sys.stderr)
+    print(f"lobes ({result.method}) written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpo-score",
@@ -175,6 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--force", action="store_true", help="replace --out if it exists")
     detect.add_argument("--quiet", action="store_true", help="no progress lines")
     detect.set_defaults(run=_cmd_detect)
+
+    lobes = commands.add_parser("lobes", help="segment the six lobes (the lingula separate)")
+    lobes.add_argument("ct", metavar="CT")
+    lobes.add_argument("--method", choices=("fissures", "lungmask", "import"), default="fissures",
+                       help="fissures: no weights, movable points (default); lungmask: LTRCLobes+R231; "
+                            "import: a lobe file (--from)")
+    lobes.add_argument("--from", dest="source", metavar="FILE",
+                       help="with import: a label map, .seg.nrrd or TotalSegmentator folder")
+    lobes.add_argument("--numbering", choices=("auto", "dpo"), default="auto",
+                       help="label values 1-5 are lungmask's unless 'dpo'")
+    lobes.add_argument("--weights", metavar="DIR", help="folder holding lungmask's weight files")
+    lobes.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    lobes.add_argument("--points", metavar="JSON", help="fissure control points (dpo-fissure-points/1)")
+    lobes.add_argument("--points-out", metavar="JSON", help="write the control points used")
+    lobes.add_argument("--out", required=True, help="label map (values 1-6) or .seg.nrrd")
+    lobes.add_argument("--force", action="store_true", help="replace --out if it exists")
+    lobes.add_argument("--quiet", action="store_true", help="no progress lines")
+    lobes.set_defaults(run=_cmd_lobes)
 
     demo = commands.add_parser("demo", help="run the pipeline on a built-in synthetic chest CT and score it")
     _add_policy_options(demo)

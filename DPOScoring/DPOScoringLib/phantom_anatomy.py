@@ -109,7 +109,7 @@ class ChestGeometry:
 
     def lingula_boundary_z(self, x, y):
         hx, hy, hz = self.hilum("left")
-        return hz - 0.02 * self.height - 0.15 * (y - hy) + 0.0006 * (x - hx) ** 2
+        return hz + 0.05 * self.height - 0.20 * (y - hy) + 0.0006 * (x - hx) ** 2
 
     def lobe_label(self, side: str, x, y, z):
         """Spec label values (1-6) of points inside the given lung."""

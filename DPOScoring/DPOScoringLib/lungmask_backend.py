@@ -1,0 +1,132 @@
+"""lungmask (LTRCLobes fused with R231) as a lobe backend, with the lingula split out.
+
+lungmask's weights are normally downloaded from GitHub at run time; behind a hospital proxy that
+fails or hangs. Here they are only ever read from disk: a folder given by the caller (the Slicer
+setting or ``--weights``), the ``DPO_LUNGMASK_WEIGHTS`` environment variable, or torch's hub cache.
+When they are absent the error names the files, the folders searched and where to get them,
+before torch is even imported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cc3d
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .errors import DPOInputError
+from .lingula_split import split_lingula
+from .lobe_files import LUNGMASK_LTRC, to_spec_labels
+from .progress import Progress, ensure_progress
+
+LUNGMASK_VERSION = "0.2.22"
+WEIGHT_FILES = {
+    "LTRCLobes": ("unet_ltrclobes-3a07043d.pth",
+                  "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_ltrclobes-3a07043d.pth"),
+    "R231": ("unet_r231-d5d2fc3d.pth",
+             "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_r231-d5d2fc3d.pth"),
+}
+WEIGHTS_ENV = "DPO_LUNGMASK_WEIGHTS"
+DENSE_HU = 100.0
+DENSE_MAX_MM3 = 3000.0
+
+
+@dataclass
+class LungmaskResult:
+    lobes: np.ndarray  # spec labels 1-6, same grid as the input image
+    raw: np.ndarray  # lungmask's own labels (1 LUL with lingula, 2 LLL, 3 RUL, 4 RML, 5 RLL)
+    lingular_points: np.ndarray
+    provenance: dict = field(default_factory=dict)
+
+
+def weight_folders(weights_dir: str | Path | None = None) -> list[Path]:
+    folders = []
+    if weights_dir:
+        folders.append(Path(weights_dir))
+    if os.environ.get(WEIGHTS_ENV):
+        folders.append(Path(os.environ[WEIGHTS_ENV]))
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    folders.append(torch_home / "hub" / "checkpoints")
+    return folders
+
+
+def find_weights(weights_dir: str | Path | None = None) -> dict[str, Path]:
+    """Paths of both weight files, or a ``DPOInputError`` saying what to put where."""
+    folders = weight_folders(weights_dir)
+    found, missing = {}, []
+    for model, (filename, _) in WEIGHT_FILES.items():
+        hit = next((folder / filename for folder in folders if (folder / filename).is_file()), None)
+        if hit is None:
+            missing.append(model)
+        else:
+            found[model] = hit
+    if missing:
+        files = ", ".join(WEIGHT_FILES[m][0] for m in missing)
+        urls = " and ".join(WEIGHT_FILES[m][1] for m in missing)
+        raise DPOInputError("lungmask weights", f"not found: {files}; looked in {', '.join(map(str, folders))}. "
+                            f"Download {urls} on a machine with internet access and put the files in one "
+                            f"of these folders (or pass --weights DIR, or set {WEIGHTS_ENV})")
+    return found
+
+
+def include_dense_findings(lobes: np.ndarray, hu: np.ndarray, spacing) -> tuple[np.ndarray, int]:
+    """lungmask leaves very dense voxels out of its lobes. Small dense structures (>= 100 HU,
+    < 3,000 mm^3) touching a lobe are given the lobe they touch most; returns the count."""
+    if not lobes.any():
+        return lobes, 0
+    present = ndimage.find_objects((lobes > 0).astype(np.uint8))[0]
+    box = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in present)
+    local_lobes = lobes[box]
+    dense = (hu[box] >= DENSE_HU) & (local_lobes == 0)
+    components = cc3d.connected_components(dense, connectivity=26)
+    voxel = float(np.prod(spacing))
+    counts = np.bincount(components.ravel())
+    result = lobes.copy()
+    added = 0
+    for label, bbox in enumerate(ndimage.find_objects(components), start=1):
+        if bbox is None or counts[label] * voxel > DENSE_MAX_MM3:
+            continue
+        grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in bbox)
+        part = components[grown] == label
+        ring = ndimage.binary_dilation(part) & ~part
+        touching = local_lobes[grown][ring]
+        touching = touching[touching > 0]
+        if touching.size:
+            result[box][grown][part] = np.bincount(touching).argmax()
+            added += 1
+    return result, added
+
+
+def run_lungmask(image: sitk.Image, weights_dir: str | Path | None = None, device: str = "auto",
+                 lingular_points: np.ndarray | None = None, progress: Progress | None = None) -> LungmaskResult:
+    """Six lobes for an LPS-oriented CT image (``ct_image.load_ct(...).image``)."""
+    progress = ensure_progress(progress)
+    weights = find_weights(weights_dir)
+    try:
+        import torch
+        from lungmask import LMInferer
+    except ImportError as error:
+        raise DPOInputError("lungmask", f"is not installed ({error.name}); install it with pip install "
+                            "'dpo-scoring[lungmask]' (in Slicer: the module offers to install it)") from None
+    progress.step(0.05, "loading lungmask models")
+    force_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    inferer = LMInferer(modelname="LTRCLobes", modelpath=str(weights["LTRCLobes"]), fillmodel="R231",
+                        fillmodel_path=str(weights["R231"]), force_cpu=force_cpu, tqdm_disable=True)
+    progress.step(0.1, "running lungmask (LTRCLobes fused with R231)")
+    raw = np.asarray(inferer.apply(image), dtype=np.uint8)
+    progress.step(0.8, "mapping labels and splitting the lingula")
+    raw = np.where(np.isin(raw, list(LUNGMASK_LTRC)), raw, 0).astype(np.uint8)
+    lobes, _ = to_spec_labels(raw, {v: LUNGMASK_LTRC[v] for v in LUNGMASK_LTRC})
+    from .ct_image import Geometry
+
+    lobes, points = split_lingula(lobes, Geometry.of(image), lingular_points)
+    lobes, dense = include_dense_findings(lobes, sitk.GetArrayViewFromImage(image), image.GetSpacing()[::-1])
+    progress.step(1.0, "lobes ready")
+    return LungmaskResult(lobes, raw, points, {
+        "method": "lungmask", "lungmask_version": LUNGMASK_VERSION, "models": ["LTRCLobes", "R231"],
+        "weights": {m: str(p) for m, p in weights.items()}, "device": "cpu" if force_cpu else "gpu",
+        "dense_structures_added": dense})
