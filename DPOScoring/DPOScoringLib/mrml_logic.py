@@ -1,0 +1,321 @@
+"""MRML logic: turns Slicer volumes, segmentations, markups and tables into core calls and back.
+
+Imports ``slicer`` and ``vtk`` (the real MRML library: inside Slicer, or the ``slicer-core`` wheel
+headless), never ``qt`` or ``ctk``: the widget wires the GUI to these methods and holds no rules.
+Every decision is written to the scene at once (the control point's description holds the
+candidate's record and status, so it survives saving the markups file; the decision log and the
+per-lobe assessments are node attributes, saved with the scene) and, when a review folder is set,
+autosaved there atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from .candidates_file import reading_from_candidates
+from .ct_image import CTVolume, check_ct_image
+from .errors import DPOInputError
+from .lobe_files import TERMINOLOGY, terminology_tag
+from .lobes import BY_LABEL, LOBES
+from .reading import KINDS, STATUSES, parse_reading
+from .safe_files import atomic_write_json
+from .score_summary import LOBE_COLUMNS, banner_text, lobe_rows
+from .scoring import score_reading
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+DECISION_LOG = "DPOScoring.DecisionLog"
+LOBE_ASSESSMENTS = "DPOScoring.Lobes"
+BANNER = "DPOScoring.Banner"
+STATUS_COLOURS = {"pending": (1.0, 0.85, 0.1), "confirmed": (0.2, 0.9, 0.3), "rejected": (0.6, 0.6, 0.6),
+                  "large_calcified": (0.3, 0.6, 1.0)}
+_ = TERMINOLOGY  # lobe terminology codes come from lobe_files
+
+
+def create_headless_scene():
+    """A scene with the module logics attached as in Slicer (segmentation converters registered,
+    markups logic with its selection node) for tests and batch use without the application."""
+    scene = slicer.vtkMRMLScene()
+    selection = slicer.vtkMRMLSelectionNode()
+    selection.SetSingletonTag("Singleton")
+    scene.AddNode(selection)
+    segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentations.SetMRMLScene(scene)
+    markups = slicer.vtkSlicerMarkupsLogic()
+    markups.SetMRMLScene(scene)
+    scene._dpo_logics = (segmentations, markups)  # keep them alive with the scene
+    return scene
+
+
+class DPOScoringMRMLLogic:
+    def __init__(self, scene, segmentations_logic=None):
+        self.scene = scene
+        self.segmentations_logic = segmentations_logic or getattr(scene, "_dpo_logics", (None,))[0] \
+            or slicer.vtkSlicerSegmentationsModuleLogic()
+        self.review_folder: Path | None = None
+
+    # --- volumes -----------------------------------------------------------------------------
+    def load_volume(self, path: str | Path, name: str = "CT"):
+        node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        storage = self.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+        storage.SetFileName(str(path))
+        if not storage.ReadData(node):
+            self.scene.RemoveNode(node)
+            raise DPOInputError(str(path), "could not be read as a volume")
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        return node
+
+    @staticmethod
+    def volume_to_image(node) -> sitk.Image:
+        """The node's voxels as a SimpleITK image in LPS (as files are)."""
+        image_data = node.GetImageData()
+        if image_data is None:
+            raise DPOInputError(node.GetName(), "has no image data")
+        dims = image_data.GetDimensions()
+        array = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(dims[::-1])
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        m = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        spacing = np.linalg.norm(m[:3, :3], axis=0)
+        direction = LPS_TO_RAS @ (m[:3, :3] / spacing)
+        image = sitk.GetImageFromArray(array.copy())
+        image.SetSpacing(tuple(float(s) for s in spacing))
+        image.SetOrigin(tuple(float(v) for v in LPS_TO_RAS @ m[:3, 3]))
+        image.SetDirection(tuple(float(v) for v in direction.ravel()))
+        return image
+
+    def checked_ct(self, node) -> CTVolume:
+        """Core checks (3-D, spacing, HU) on a volume node; warnings as for files."""
+        return check_ct_image(self.volume_to_image(node), node.GetName(), f"scene:{node.GetID()}",
+                              sha256="-")
+
+    def labelmap_from_array(self, array: np.ndarray, image: sitk.Image, name: str):
+        node = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+        data = vtk.vtkImageData()
+        data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+        data.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=1,
+                                                                  array_type=vtk.VTK_UNSIGNED_CHAR))
+        node.SetAndObserveImageData(data)
+        direction = LPS_TO_RAS @ np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+        matrix = vtk.vtkMatrix4x4()
+        for r in range(3):
+            for c in range(3):
+                matrix.SetElement(r, c, float(direction[r, c]))
+            matrix.SetElement(r, 3, float((LPS_TO_RAS @ np.array(image.GetOrigin()))[r]))
+        node.SetIJKToRASMatrix(matrix)
+        return node
+
+    # --- lobes -------------------------------------------------------------------------------
+    def lobes_to_segmentation(self, lobes: np.ndarray, image: sitk.Image, reference_volume=None):
+        """A segmentation node with the six lobes as named, coloured segments with terminology."""
+        labelmap = self.labelmap_from_array(lobes.astype(np.uint8), image, "lobes labelmap")
+        segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "DPO lobes")
+        if reference_volume is not None:
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+        present = [int(v) for v in np.unique(lobes) if v > 0]
+        if not self.segmentations_logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+            raise DPOInputError("lobes", "could not be imported into a segmentation")
+        self.scene.RemoveNode(labelmap)
+        segments = segmentation.GetSegmentation()
+        for index, value in enumerate(present):
+            lobe = BY_LABEL[value]
+            segment = segments.GetNthSegment(index)
+            segment.SetName(lobe.name)
+            segment.SetColor(*lobe.color)
+            segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_tag(lobe.code))
+            segment.SetTag("DPOScoring.LobeCode", lobe.code)
+        return segmentation
+
+    def lobe_array(self, segmentation, reference_volume) -> np.ndarray:
+        """The segmentation back as spec labels 1-6 on the reference volume's grid (LPS-oriented
+        array as the core uses it)."""
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        ids = vtk.vtkStringArray()
+        codes = []
+        for index in range(segmentation.GetSegmentation().GetNumberOfSegments()):
+            segment = segmentation.GetSegmentation().GetNthSegment(index)
+            tag = vtk.mutable("")
+            code = segment.GetTag("DPOScoring.LobeCode", tag) and str(tag)
+            if code:
+                ids.InsertNextValue(segmentation.GetSegmentation().GetNthSegmentID(index))
+                codes.append(code)
+        self.segmentations_logic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, reference_volume)
+        exported = sitk.GetArrayFromImage(self.volume_to_image(labelmap))
+        self.scene.RemoveNode(labelmap)
+        lookup = np.zeros(len(codes) + 1, dtype=np.uint8)
+        for value, code in enumerate(codes, start=1):
+            lookup[value] = next(lobe.label for lobe in LOBES if lobe.code == code)
+        return lookup[np.clip(exported, 0, len(codes))]
+
+    # --- candidates as markups ---------------------------------------------------------------
+    def candidates_to_markups(self, document: dict, name: str = "DPO candidates"):
+        markups = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        markups.SetAttribute(DECISION_LOG, "[]")
+        markups.SetAttribute(LOBE_ASSESSMENTS, "{}")
+        markups.SetAttribute("DPOScoring.Input", json.dumps(document.get("input", {})))
+        for candidate in document["candidates"]:
+            self._add_point(markups, candidate)
+        return markups
+
+    def _add_point(self, markups, record: dict) -> int:
+        ras = LPS_TO_RAS @ np.array(record["lps"], dtype=float)
+        index = markups.AddControlPoint(vtk.vtkVector3d(*ras), record["id"])
+        markups.SetNthControlPointDescription(index, json.dumps(record))
+        markups.SetNthControlPointLocked(index, True)  # no accidental drags
+        return index
+
+    @staticmethod
+    def record(markups, index: int) -> dict:
+        return json.loads(markups.GetNthControlPointDescription(index))
+
+    def records(self, markups) -> list[dict]:
+        return [self.record(markups, i) for i in range(markups.GetNumberOfControlPoints())]
+
+    def decide(self, markups, index: int, reader: str, status: str | None = None, kind: str | None = None,
+               background: str | None = None) -> dict:
+        """Confirm, reject, reset or re-classify one candidate; logged and saved at once."""
+        record = self.record(markups, index)
+        change = {}
+        if status is not None:
+            if status not in STATUSES:
+                raise DPOInputError("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+            change["status"] = (record.get("status"), status)
+            record["status"] = status
+        if kind is not None:
+            if kind not in KINDS:
+                raise DPOInputError("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+            change["kind"] = (record.get("kind"), kind)
+            record["kind"] = kind
+        if background is not None:
+            change["background"] = (record.get("background"), background)
+            record["background"] = background
+        markups.SetNthControlPointDescription(index, json.dumps(record))
+        self._log(markups, reader, {"id": record["id"], **{k: list(v) for k, v in change.items()}})
+        return record
+
+    def undo(self, markups, reader: str) -> dict | None:
+        """Reverts the last decision (itself logged)."""
+        log = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
+        last = next((entry for entry in reversed(log) if "id" in entry and not entry.get("undone")), None)
+        if last is None:
+            return None
+        index = next(i for i in range(markups.GetNumberOfControlPoints())
+                     if markups.GetNthControlPointLabel(i) == last["id"])
+        record = self.record(markups, index)
+        for field in ("status", "kind", "background"):
+            if field in last:
+                record[field] = last[field][0]
+        markups.SetNthControlPointDescription(index, json.dumps(record))
+        last["undone"] = True
+        markups.SetAttribute(DECISION_LOG, json.dumps(log))
+        self._log(markups, reader, {"undo": last["id"]})
+        return record
+
+    def add_reader_finding(self, markups, lps, lobe: str, reader: str, kind: str = "nodular") -> int:
+        """A point the reader places on a missed ossification; confirmed by placing it."""
+        number = sum(1 for r in self.records(markups) if r.get("source") == "reader") + 1
+        record = {"id": f"r{number:03d}", "lps": [float(v) for v in lps], "lobe": lobe, "kind": kind,
+                  "status": "confirmed", "source": "reader"}
+        index = self._add_point(markups, record)
+        self._log(markups, reader, {"id": record["id"], "added": True})
+        return index
+
+    def set_lobe_assessment(self, markups, code: str, assessment: dict, reader: str) -> None:
+        lobes = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
+        lobes[code] = assessment
+        parse_reading({"schema": "dpo-reading/1", "lobes": lobes})  # validated before it is kept
+        markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
+        self._log(markups, reader, {"lobe": code, "assessment": assessment})
+
+    def _log(self, markups, reader: str, entry: dict) -> None:
+        log = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
+        log.append({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "reader": reader, **entry})
+        markups.SetAttribute(DECISION_LOG, json.dumps(log))
+        self._colour(markups)
+        if self.review_folder is not None:
+            self.save_review(markups, self.review_folder)
+
+    @staticmethod
+    def _colour(markups) -> None:
+        """Markups display: the node's colour follows its pending share (per-point colours are a
+        view feature; status is in each point's description and the table)."""
+        display = markups.GetDisplayNode()
+        if display is not None:
+            display.SetSelectedColor(*STATUS_COLOURS["pending"])
+
+    # --- reading, scores, table --------------------------------------------------------------
+    def reading(self, markups, reader: str = "") -> dict:
+        document = {"input": json.loads(markups.GetAttribute("DPOScoring.Input") or "{}") or
+                    {"source": "", "sha256": ""}, "candidates": self.records(markups)}
+        document["input"].setdefault("source", "")
+        document["input"].setdefault("sha256", "")
+        reading = reading_from_candidates(document, reader=reader)
+        reading["lobes"] = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
+        reading["decisions"] = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
+        return reading
+
+    def update_results(self, markups, table=None, policy=None) -> tuple[dict, object]:
+        """Scores from the core engine into a table node (one row per lobe) and its banner."""
+        from .policy import DEFAULT_POLICY
+
+        scores = score_reading(parse_reading(self.reading(markups)), policy or DEFAULT_POLICY)
+        if table is None:
+            table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", "DPO results")
+        table.RemoveAllColumns()
+        for column in LOBE_COLUMNS:
+            array = vtk.vtkStringArray()
+            array.SetName(column)
+            table.AddColumn(array)
+        for row in lobe_rows(scores):
+            index = table.AddEmptyRow()
+            for column, value in enumerate(row):
+                table.SetCellText(index, column, value)
+        table.SetAttribute(BANNER, banner_text(scores))
+        return scores, table
+
+    # --- saving ------------------------------------------------------------------------------
+    def save_review(self, markups, folder: str | Path) -> Path:
+        """The review folder: markups (.mrk.json), reading.json and decisions.json, written
+        atomically; the markups file goes through Slicer's own storage node."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        storage = markups.GetStorageNode()
+        if storage is None:
+            storage = self.scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
+            markups.SetAndObserveStorageNodeID(storage.GetID())
+        temporary = folder / ".candidates.part.mrk.json"
+        storage.SetFileName(str(temporary))
+        if not storage.WriteData(markups):
+            raise DPOInputError(str(folder), "the markups could not be written")
+        temporary.replace(folder / "candidates.mrk.json")
+        storage.SetFileName(str(folder / "candidates.mrk.json"))
+        reading = self.reading(markups)
+        atomic_write_json(folder / "reading.json", reading, overwrite=True)
+        atomic_write_json(folder / "decisions.json", reading["decisions"], overwrite=True)
+        return folder
+
+    def load_review(self, folder: str | Path):
+        """Markups restored from a review folder, with their statuses, lobe assessments and log."""
+        folder = Path(folder)
+        markups = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "DPO candidates")
+        storage = self.scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
+        storage.SetFileName(str(folder / "candidates.mrk.json"))
+        if not storage.ReadData(markups):
+            raise DPOInputError(str(folder / "candidates.mrk.json"), "could not be read")
+        markups.SetAndObserveStorageNodeID(storage.GetID())
+        from .reading import load_json_file
+
+        reading = load_json_file(folder / "reading.json", "reading file")
+        parse_reading({k: v for k, v in reading.items() if k != "decisions"})
+        markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(reading.get("lobes", {})))
+        markups.SetAttribute(DECISION_LOG, json.dumps(reading.get("decisions", [])))
+        markups.SetAttribute("DPOScoring.Input", json.dumps(reading.get("ct", {})))
+        return markups

@@ -1,0 +1,123 @@
+"""The MRML logic against Slicer's real MRML library (the slicer-core wheel), headless: load a CT
+from file, lobes by the fissure method into a segmentation, detect into markups, decide, compare
+the tallies with the core engine, save the scene and the review folder, reload, find it identical."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is installed by the test setup (make test)")
+
+from DPOScoringLib.candidates_file import candidates_document  # noqa: E402
+from DPOScoringLib.lobe_pipeline import compute_lobes  # noqa: E402
+from DPOScoringLib.mrml_logic import BANNER, DPOScoringMRMLLogic, create_headless_scene  # noqa: E402
+from DPOScoringLib.pipeline import run_detection  # noqa: E402
+from DPOScoringLib.reading import parse_reading  # noqa: E402
+from DPOScoringLib.score_summary import banner_text  # noqa: E402
+from DPOScoringLib.scoring import score_reading  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def review(phantom_1mm, tmp_path_factory):
+    scene = create_headless_scene()
+    logic = DPOScoringMRMLLogic(scene)
+    volume = logic.load_volume(phantom_1mm.paths["ct"])
+    ct = logic.checked_ct(volume)
+    lobes = compute_lobes(ct, "fissures").lobes
+    segmentation = logic.lobes_to_segmentation(lobes, ct.image, volume)
+    run = run_detection(phantom_1mm.paths["ct"], phantom_1mm.paths["lobes"])
+    document = candidates_document(run.ct, run.result, run.warnings, run.sources, run.lung_volumes_ml)
+    markups = logic.candidates_to_markups(document)
+    folder = tmp_path_factory.mktemp("review")
+    logic.review_folder = folder
+    return scene, logic, volume, ct, lobes, segmentation, document, markups, folder
+
+
+def test_volume_loaded_through_storage_node_matches_the_file(review, phantom_1mm):
+    _, logic, volume, ct, *_ = review
+    import SimpleITK as sitk
+
+    original = sitk.ReadImage(str(phantom_1mm.paths["ct"]))
+    assert np.array_equal(sitk.GetArrayViewFromImage(ct.image), sitk.GetArrayViewFromImage(original))
+    assert np.allclose(ct.image.GetOrigin(), original.GetOrigin()) and ct.spacing == pytest.approx(
+        original.GetSpacing())
+
+
+def test_lobe_segmentation_has_six_named_segments_with_terminology(review):
+    _, logic, volume, _, lobes, segmentation, *_ = review
+    segments = segmentation.GetSegmentation()
+    names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]
+    assert names == ["right upper lobe", "right middle lobe", "right lower lobe",
+                     "left upper lobe, upper division", "lingula", "left lower lobe"]
+    tag = __import__("vtk").mutable("")
+    segments.GetNthSegment(0).GetTag(segments.GetNthSegment(0).GetTerminologyEntryTagName(), tag)
+    assert "SCT^45653009^Upper lobe of lung" in str(tag)
+    assert np.array_equal(logic.lobe_array(segmentation, volume), lobes)
+
+
+def test_candidates_become_locked_markups_with_their_record(review):
+    _, logic, _, _, _, _, document, markups, _ = review
+    assert markups.GetNumberOfControlPoints() == len(document["candidates"])
+    first = document["candidates"][0]
+    position = [0.0, 0.0, 0.0]
+    markups.GetNthControlPointPosition(0, position)
+    assert np.allclose(position, [-first["lps"][0], -first["lps"][1], first["lps"][2]])
+    assert markups.GetNthControlPointLocked(0) and markups.GetNthControlPointLabel(0) == first["id"]
+    assert logic.record(markups, 0)["status"] == "pending"
+
+
+def test_decisions_update_tallies_like_the_core_engine_and_are_autosaved(review):
+    _, logic, _, _, _, _, _, markups, folder = review
+    records = logic.records(markups)
+    nodular = [i for i, r in enumerate(records) if r["kind"] == "nodular"]
+    for index in nodular[:-2]:
+        logic.decide(markups, index, "reader-1", status="confirmed")
+    logic.decide(markups, nodular[-2], "reader-1", status="rejected")
+    logic.decide(markups, nodular[-1], "reader-1", kind="granuloma", status="confirmed")
+    logic.decide(markups, nodular[0], "reader-1", status="rejected")
+    assert logic.undo(markups, "reader-1")["status"] == "confirmed"
+    logic.add_reader_finding(markups, [-30.0, 10.0, 60.0], "RLL", "reader-1")
+    logic.set_lobe_assessment(markups, "LLL", {"dendriform": True,
+                                               "ild": {"fine_reticulation": 2, "honeycombing": 1}}, "reader-1")
+    scores, table = logic.update_results(markups)
+    expected = score_reading(parse_reading(logic.reading(markups)))
+    assert scores == expected
+    assert table.GetAttribute(BANNER) == banner_text(expected)
+    assert table.GetNumberOfRows() == 6 and table.GetCellText(5, 3) == "yes"  # LLL dendriform
+    assert int(table.GetCellText(2, 1)) == expected["nnpol"]["RLL"]
+    assert expected["separately_recorded"]["granuloma"]["total"] == 1
+    saved = json.loads((folder / "reading.json").read_text())
+    assert len(saved["decisions"]) == len(nodular) + 4 and saved["lobes"]["LLL"]["dendriform"] is True
+    with pytest.raises(Exception, match="status"):
+        logic.decide(markups, 0, "reader-1", status="maybe")
+
+
+def test_scene_and_review_folder_reload_identically(review, tmp_path):
+    scene, logic, volume, _, _, segmentation, _, markups, folder = review
+    before = logic.reading(markups)
+    # save the scene's files through their storage nodes, then the scene file itself
+    for node, name in ((volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd"), (markups, "candidates.mrk.json")):
+        if node.GetStorageNode() is None:
+            node.AddDefaultStorageNode()
+        node.GetStorageNode().SetFileName(str(tmp_path / name))
+        assert node.GetStorageNode().WriteData(node)
+    scene.SetURL(str(tmp_path / "review.mrml"))
+    assert scene.Commit()
+
+    fresh = create_headless_scene()
+    fresh.SetURL(str(tmp_path / "review.mrml"))
+    assert fresh.Import()
+    reloaded = fresh.GetFirstNodeByName("DPO candidates")
+    again = DPOScoringMRMLLogic(fresh)
+    assert again.reading(reloaded)["findings"] == before["findings"]
+    assert again.reading(reloaded)["lobes"] == before["lobes"]
+    assert again.reading(reloaded)["decisions"] == before["decisions"]
+    lobes = fresh.GetFirstNodeByName("DPO lobes")
+    assert lobes.GetSegmentation().GetNumberOfSegments() == 6
+
+    from_folder = DPOScoringMRMLLogic(create_headless_scene()).load_review(folder)
+    restored = DPOScoringMRMLLogic(from_folder.GetScene()).reading(from_folder)
+    assert restored["findings"] == before["findings"] and restored["decisions"] == before["decisions"]
