@@ -25,7 +25,7 @@ from .ct_image import CTVolume, check_ct_image
 from .errors import DPOInputError
 from .lobe_files import TERMINOLOGY, terminology_tag
 from .lobes import BY_LABEL, LOBES
-from .reading import KINDS, STATUSES, parse_reading
+from .reading import KINDS, STATUSES, Reading, parse_finding, parse_lobes, parse_reading
 from .safe_files import atomic_write_json
 from .score_summary import LOBE_COLUMNS, banner_text, lobe_rows
 from .scoring import score_reading
@@ -60,6 +60,24 @@ class DPOScoringMRMLLogic:
         self.segmentations_logic = segmentations_logic or getattr(scene, "_dpo_logics", (None,))[0] \
             or slicer.vtkSlicerSegmentationsModuleLogic()
         self.review_folder: Path | None = None
+        self._findings: dict[str, list] = {}  # markups node ID -> parsed findings, kept in step
+
+    def _finding_cache(self, markups) -> list:
+        key = markups.GetID()
+        if key not in self._findings or len(self._findings[key]) != markups.GetNumberOfControlPoints():
+            self._findings[key] = [self._as_finding(r, i) for i, r in enumerate(self.records(markups))]
+        return self._findings[key]
+
+    @staticmethod
+    def _as_finding(record: dict, index: int):
+        keys = ("id", "lobe", "kind", "status", "zone", "background", "short_axis_mm", "source")
+        return parse_finding({k: record[k] for k in keys if record.get(k) is not None}, f"findings[{index}]")
+
+    def _changed(self, markups, index: int, record: dict) -> None:
+        markups.SetNthControlPointDescription(index, json.dumps(record))
+        cache = self._findings.get(markups.GetID())
+        if cache is not None and index < len(cache):
+            cache[index] = self._as_finding(record, index)
 
     # --- volumes -----------------------------------------------------------------------------
     def load_volume(self, path: str | Path, name: str = "CT"):
@@ -179,8 +197,10 @@ class DPOScoringMRMLLogic:
         return [self.record(markups, i) for i in range(markups.GetNumberOfControlPoints())]
 
     def decide(self, markups, index: int, reader: str, status: str | None = None, kind: str | None = None,
-               background: str | None = None) -> dict:
-        """Confirm, reject, reset or re-classify one candidate; logged and saved at once."""
+               background: str | None = None, autosave: bool = True) -> dict:
+        """Confirm, reject, reset or re-classify one candidate; logged at once and saved to the
+        review folder (``autosave=False`` lets a GUI refresh its tallies first and call
+        ``autosave`` right after, so the display never waits for the disk)."""
         record = self.record(markups, index)
         change = {}
         if status is not None:
@@ -196,8 +216,8 @@ class DPOScoringMRMLLogic:
         if background is not None:
             change["background"] = (record.get("background"), background)
             record["background"] = background
-        markups.SetNthControlPointDescription(index, json.dumps(record))
-        self._log(markups, reader, {"id": record["id"], **{k: list(v) for k, v in change.items()}})
+        self._changed(markups, index, record)
+        self._log(markups, reader, {"id": record["id"], **{k: list(v) for k, v in change.items()}}, autosave)
         return record
 
     def undo(self, markups, reader: str) -> dict | None:
@@ -212,7 +232,7 @@ class DPOScoringMRMLLogic:
         for field in ("status", "kind", "background"):
             if field in last:
                 record[field] = last[field][0]
-        markups.SetNthControlPointDescription(index, json.dumps(record))
+        self._changed(markups, index, record)
         last["undone"] = True
         markups.SetAttribute(DECISION_LOG, json.dumps(log))
         self._log(markups, reader, {"undo": last["id"]})
@@ -234,14 +254,14 @@ class DPOScoringMRMLLogic:
         markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
         self._log(markups, reader, {"lobe": code, "assessment": assessment})
 
-    def _log(self, markups, reader: str, entry: dict) -> None:
+    def _log(self, markups, reader: str, entry: dict, autosave: bool = True) -> None:
         log = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
         log.append({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     "reader": reader, **entry})
         markups.SetAttribute(DECISION_LOG, json.dumps(log))
         self._colour(markups)
-        if self.review_folder is not None:
-            self.save_review(markups, self.review_folder)
+        if autosave and self.review_folder is not None:
+            self.autosave(markups, self.review_folder)
 
     @staticmethod
     def _colour(markups) -> None:
@@ -250,6 +270,32 @@ class DPOScoringMRMLLogic:
         display = markups.GetDisplayNode()
         if display is not None:
             display.SetSelectedColor(*STATUS_COLOURS["pending"])
+
+    # --- the candidates table ----------------------------------------------------------------
+    CANDIDATE_COLUMNS = ("id", "lobe", "short axis (mm)", "peak HU", "kind", "zone", "status")
+
+    def candidates_table(self, markups, table=None):
+        """One row per control point, in the same order (row i is point i), for the sortable view."""
+        if table is None:
+            table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", "DPO candidates table")
+        table.RemoveAllColumns()
+        records = self.records(markups)
+        columns = [[r.get("id", ""), r.get("lobe", ""), f"{r.get('short_axis_mm', float('nan')):.1f}",
+                    f"{r.get('peak_hu', float('nan')):.0f}", r.get("kind", ""), r.get("zone") or "",
+                    r.get("status", "")] for r in records]
+        for number, name in enumerate(self.CANDIDATE_COLUMNS):
+            array = vtk.vtkStringArray()
+            array.SetName(name)
+            array.SetNumberOfValues(len(records))
+            for row, values in enumerate(columns):
+                array.SetValue(row, values[number])
+            table.AddColumn(array)
+        return table
+
+    def update_candidate_row(self, table, markups, index: int) -> None:
+        record = self.record(markups, index)
+        table.SetCellText(index, self.CANDIDATE_COLUMNS.index("kind"), record.get("kind", ""))
+        table.SetCellText(index, self.CANDIDATE_COLUMNS.index("status"), record.get("status", ""))
 
     # --- reading, scores, table --------------------------------------------------------------
     def reading(self, markups, reader: str = "") -> dict:
@@ -266,7 +312,9 @@ class DPOScoringMRMLLogic:
         """Scores from the core engine into a table node (one row per lobe) and its banner."""
         from .policy import DEFAULT_POLICY
 
-        scores = score_reading(parse_reading(self.reading(markups)), policy or DEFAULT_POLICY)
+        reading = Reading(findings=tuple(self._finding_cache(markups)),
+                          lobes=parse_lobes(json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")))
+        scores = score_reading(reading, policy or DEFAULT_POLICY)
         if table is None:
             table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", "DPO results")
         table.RemoveAllColumns()
@@ -302,19 +350,32 @@ class DPOScoringMRMLLogic:
         atomic_write_json(folder / "decisions.json", reading["decisions"], overwrite=True)
         return folder
 
-    def load_review(self, folder: str | Path):
-        """Markups restored from a review folder, with their statuses, lobe assessments and log."""
+    def autosave(self, markups, folder: str | Path | None = None) -> Path | None:
+        """After every decision: ``reading.json`` (findings with positions and statuses, lobe
+        assessments, decision log) written atomically; enough to restore the review."""
+        folder = folder or self.review_folder
+        if folder is None:
+            return None
         folder = Path(folder)
-        markups = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "DPO candidates")
-        storage = self.scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
-        storage.SetFileName(str(folder / "candidates.mrk.json"))
-        if not storage.ReadData(markups):
-            raise DPOInputError(str(folder / "candidates.mrk.json"), "could not be read")
-        markups.SetAndObserveStorageNodeID(storage.GetID())
+        folder.mkdir(parents=True, exist_ok=True)
+        return atomic_write_json(folder / "reading.json", self.reading(markups), overwrite=True)
+
+    def load_review(self, folder: str | Path):
+        """Markups restored from a review folder's ``reading.json``, with statuses, lobe
+        assessments and the decision log."""
         from .reading import load_json_file
 
+        folder = Path(folder)
         reading = load_json_file(folder / "reading.json", "reading file")
-        parse_reading({k: v for k, v in reading.items() if k != "decisions"})
+        try:
+            parse_reading({k: v for k, v in reading.items() if k != "decisions"})
+        except DPOInputError as error:
+            raise DPOInputError(f"{folder / 'reading.json'}: {error.where}", error.problem) from None
+        markups = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "DPO candidates")
+        for finding in reading.get("findings", []):
+            if "lps" not in finding:
+                raise DPOInputError(f"{folder / 'reading.json'}: findings", f"{finding.get('id')} has no position")
+            self._add_point(markups, finding)
         markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(reading.get("lobes", {})))
         markups.SetAttribute(DECISION_LOG, json.dumps(reading.get("decisions", [])))
         markups.SetAttribute("DPOScoring.Input", json.dumps(reading.get("ct", {})))

@@ -151,7 +151,8 @@ def _score(value: Any, where: str) -> int:
 
 # --- parsing ----------------------------------------------------------------------------------
 
-def _parse_finding(raw: Any, where: str) -> Finding:
+def parse_finding(raw: Any, where: str) -> Finding:
+    """One finding of a reading, validated; ``where`` names it in errors (``findings[3]``)."""
     _check_object(raw, where, _FINDING_KEYS, required=("lobe", "kind", "status"))
     status = _choice(raw["status"], f"{where}.status", STATUSES)
     kind = _choice(raw["kind"], f"{where}.kind", KINDS)
@@ -221,16 +222,8 @@ def _parse_lobe(raw: Any, where: str) -> LobeAssessment:
                           extent_fraction_suggested=fraction, emphysema=emphysema)
 
 
-def parse_reading(raw: Any) -> Reading:
-    """Validate a decoded ``dpo-reading/1`` document and return a ``Reading``."""
-    _check_object(raw, "", _TOP_KEYS, required=("schema",))
-    if raw["schema"] != READING_SCHEMA:
-        raise DPOInputError("schema", f"{raw['schema']!r} is not supported (expected {READING_SCHEMA!r})")
-    findings_raw = raw.get("findings", [])
-    if not isinstance(findings_raw, list):
-        raise DPOInputError("findings", f"must be a list, not {_type_name(findings_raw)}")
-    findings = tuple(_parse_finding(item, f"findings[{i}]") for i, item in enumerate(findings_raw))
-    lobes_raw = raw.get("lobes", {})
+def parse_lobes(lobes_raw: Any) -> dict[str, LobeAssessment]:
+    """The ``lobes`` object of a reading, validated."""
     if not isinstance(lobes_raw, dict):
         raise DPOInputError("lobes", f"must be an object keyed by lobe code, not {_type_name(lobes_raw)}")
     lobes = {}
@@ -239,6 +232,19 @@ def parse_reading(raw: Any) -> Reading:
             raise DPOInputError(f"lobes.{code}",
                                 f"unknown lobe code (expected one of {', '.join(LOBE_CODES)})")
         lobes[code] = _parse_lobe(value, f"lobes.{code}")
+    return lobes
+
+
+def parse_reading(raw: Any) -> Reading:
+    """Validate a decoded ``dpo-reading/1`` document and return a ``Reading``."""
+    _check_object(raw, "", _TOP_KEYS, required=("schema",))
+    if raw["schema"] != READING_SCHEMA:
+        raise DPOInputError("schema", f"{raw['schema']!r} is not supported (expected {READING_SCHEMA!r})")
+    findings_raw = raw.get("findings", [])
+    if not isinstance(findings_raw, list):
+        raise DPOInputError("findings", f"must be a list, not {_type_name(findings_raw)}")
+    findings = tuple(parse_finding(item, f"findings[{i}]") for i, item in enumerate(findings_raw))
+    lobes = parse_lobes(raw.get("lobes", {}))
     meta = {k: v for k, v in raw.items() if k not in ("schema", "findings", "lobes")}
     return Reading(findings=findings, lobes=lobes, meta=meta)
 
