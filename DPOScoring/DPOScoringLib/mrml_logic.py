@@ -34,6 +34,8 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 DECISION_LOG = "DPOScoring.DecisionLog"
 LOBE_ASSESSMENTS = "DPOScoring.Lobes"
 BANNER = "DPOScoring.Banner"
+BONE_WINDOW = (2500.0, 500.0)  # width, level (spec section 2): shows -750 to 1750 HU
+LUNG_WINDOW = (1500.0, -600.0)
 STATUS_COLOURS = {"pending": (1.0, 0.85, 0.1), "confirmed": (0.2, 0.9, 0.3), "rejected": (0.6, 0.6, 0.6),
                   "large_calcified": (0.3, 0.6, 1.0)}
 _ = TERMINOLOGY  # lobe terminology codes come from lobe_files
@@ -129,6 +131,22 @@ class DPOScoringMRMLLogic:
             matrix.SetElement(r, 3, float((LPS_TO_RAS @ np.array(image.GetOrigin()))[r]))
         node.SetIJKToRASMatrix(matrix)
         return node
+
+    @staticmethod
+    def set_window(volume_node, window: tuple[float, float]) -> None:
+        """Window/level on the volume's display node, so every slice view showing it follows."""
+        if volume_node.GetDisplayNode() is None:
+            volume_node.CreateDefaultDisplayNodes()
+        display = volume_node.GetDisplayNode()
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevel(*window)
+
+    def lobe_at(self, lobe_array: np.ndarray, image: sitk.Image, lps) -> str:
+        """Lobe code at an LPS point (nearest lobe within 5 mm, as for detected candidates)."""
+        from .candidates import _lobe_at
+
+        ijk = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in lps]))
+        return _lobe_at(lobe_array, ijk[::-1], np.array(image.GetSpacing()[::-1]))
 
     # --- lobes -------------------------------------------------------------------------------
     def lobes_to_segmentation(self, lobes: np.ndarray, image: sitk.Image, reference_volume=None):

@@ -229,3 +229,19 @@ def test_cli_lobes_fissures_writes_segmentation_and_points(tmp_path, phantom_1mm
     assert "lobe volumes (ml): RUL" in result.stderr
     assert set(load_points(tmp_path / "p.json")) == set(FISSURES)
     assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(out))))) == {0, 1, 2, 3, 4, 5, 6}
+
+
+def test_dense_subpleural_nodule_left_out_by_lungmask_is_put_back_in_its_lobe():
+    from DPOScoringLib.lungmask_backend import include_dense_findings
+
+    lobes = np.zeros((20, 40, 40), dtype=np.uint8)
+    lobes[:, 5:35, 5:20] = 3
+    hu = np.full(lobes.shape, -850, dtype=np.int16)
+    hu[:, :, 20:] = 40  # chest wall beyond the lobe
+    hu[9:12, 14:17, 18:21] = 900  # a calcified nodule on the pleura, partly inside the lobe
+    hu[:, 30:33, 30:40] = 800  # a rib, large and not touching the lobe
+    lobes[9:12, 14:17, 18:20] = 0  # lungmask left the dense voxels out
+    result, added = include_dense_findings(lobes, hu, (1.0, 1.0, 1.0))
+    assert added == 1
+    assert (result[9:12, 14:17, 18:20] == 3).all()
+    assert (result[:, 30:33, 30:40] == 0).all()

@@ -121,3 +121,20 @@ def test_scene_and_review_folder_reload_identically(review, tmp_path):
     from_folder = DPOScoringMRMLLogic(create_headless_scene()).load_review(folder)
     restored = DPOScoringMRMLLogic(from_folder.GetScene()).reading(from_folder)
     assert restored["findings"] == before["findings"] and restored["decisions"] == before["decisions"]
+
+
+def test_bone_and_lung_window_presets_on_the_volume(review):
+    from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
+
+    _, logic, volume, *_ = review
+    logic.set_window(volume, BONE_WINDOW)
+    display = volume.GetDisplayNode()
+    assert (display.GetWindow(), display.GetLevel()) == (2500.0, 500.0) and not display.GetAutoWindowLevel()
+    logic.set_window(volume, LUNG_WINDOW)
+    assert (display.GetWindow(), display.GetLevel()) == (1500.0, -600.0)
+
+
+def test_lobe_of_a_reader_placed_point(review):
+    _, logic, _, ct, lobes, *_ = review
+    k, j, i = np.argwhere(lobes == 5)[len(np.argwhere(lobes == 5)) // 2]
+    assert logic.lobe_at(lobes, ct.image, ct.ijk_to_lps([i, j, k])) == "LING"
