@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .candidates import DetectionResult
-from .ct_image import CTVolume
 from .errors import DPOInputError
 from .reading import load_json_file
 from .safe_files import atomic_write_json
+
+if TYPE_CHECKING:  # detection needs scipy & co, which Slicer installs only on first use
+    from .candidates import DetectionResult
+    from .ct_image import CTVolume
 
 CANDIDATES_SCHEMA = "dpo-candidates/1"
 REQUIRED_KEYS = ("id", "lps", "ijk", "lung", "lobe", "kind", "short_axis_mm", "long_axis_mm",

@@ -110,3 +110,28 @@ def test_core_files_stay_short():
     for path in [*LIB.rglob("*.py"), MODULE / "DPOScoring.py"]:
         lines = len(path.read_text().splitlines())
         assert lines <= 650, f"{path.name} has {lines} lines"
+
+
+def test_module_imports_need_only_what_slicer_ships():
+    """DPOScoring.py must load in a fresh Slicer, before pip_ensure has installed scipy & co."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('scipy', 'skimage', 'cc3d', 'edt', 'torch', 'lungmask'):\n"
+        "            raise ImportError(f'{name} is not in Slicer by default')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import ast, pathlib\n"
+        f"tree = ast.parse(pathlib.Path({str(MODULE / 'DPOScoring.py')!r}).read_text())\n"
+        "for node in tree.body:\n"
+        "    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('DPOScoringLib'):\n"
+        "        importlib = __import__('importlib')\n"
+        "        module = importlib.import_module(node.module)\n"
+        "        [getattr(module, alias.name) for alias in node.names]\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
