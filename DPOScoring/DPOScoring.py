@@ -5,8 +5,6 @@ command line run in a background process (lobes, detection: progress shown, Canc
 every scoring rule lives in ``DPOScoringLib``.
 """
 
-import json
-import logging
 import os
 import shutil
 import sys
@@ -14,7 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import qt
 import slicer
 import vtk
@@ -153,6 +150,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showRejectedCheckBox.connect("toggled(bool)", lambda _: self._refreshVisibility())
         self.ui.candidatesTableView.connect("clicked(QModelIndex)", self.onTableClicked)
         self.ui.saveReviewButton.connect("clicked(bool)", self.onSaveReview)
+        self.ui.openReviewButton.connect("clicked(bool)", self.onOpenReview)
         self.ui.lobeAssessmentTable.connect("itemChanged(QTableWidgetItem*)", self.onAssessmentChanged)
         for combo in (self.ui.def1ComboBox, self.ui.def2ComboBox, self.ui.dendriformNodulesComboBox):
             combo.connect("currentIndexChanged(int)", lambda _: self._refreshResults())
@@ -257,6 +255,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         environment = qt.QProcessEnvironment.systemEnvironment()
         moduleDir = os.path.dirname(__file__)
         environment.insert("PYTHONPATH", moduleDir + os.pathsep + environment.value("PYTHONPATH", ""))
+        environment.insert("PYTHONUNBUFFERED", "1")
         process.setProcessEnvironment(environment)
         process.setProgram(python)
         process.setArguments(["-m", "DPOScoringLib", *arguments])
@@ -268,7 +267,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanRun()
 
     def _onWorkerOutput(self) -> None:
-        text = bytes(self._worker.readAllStandardError()).decode("utf-8", "replace")
+        raw = self._worker.readAllStandardError()
+        text = (raw.data() if hasattr(raw, "data") else bytes(raw)).decode("utf-8", "replace")
         for line in text.splitlines():
             if line.startswith("[") and "%]" in line:
                 self.ui.progressBar.value = int(line[1:line.index("%]")])
@@ -323,7 +323,10 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             segmentation.SetName("DPO lobes")
             self._parameterNode.lobeSegmentation = segmentation
             if os.path.exists(pointsPath):
-                self.logic.showFissurePoints(pointsPath)
+                for fissureNode in self.logic.showFissurePoints(pointsPath):
+                    # lobes follow the points: recomputed when the reader releases a dragged point
+                    self.addObserver(fissureNode, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+                                     lambda caller, event: self.onRecomputeLobes())
             self.ui.warningsLabel.text = "\n".join(m for m in messages if m.startswith("warning"))
 
     def onRecomputeLobes(self) -> None:
@@ -463,6 +466,20 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and self._parameterNode.inputVolume:
             self.logic.mrml.set_window(self._parameterNode.inputVolume, window)
 
+    def onOpenReview(self) -> None:
+        """Restores a review (statuses, lobe assessments, decision log) from its folder."""
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Open review folder"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to open the review."), waitCursor=True):
+            node = self._parameterNode
+            markups = self.logic.mrml.load_review(folder)
+            node.candidates = markups
+            node.candidatesTable = self.logic.mrml.candidates_table(markups)
+            _scores, node.resultsTable = self.logic.mrml.update_results(markups, None, self.logic.policyFrom(node))
+            node.reviewFolder = Path(folder)
+            self._showReview()
+
     def onSaveReview(self) -> None:
         node = self._parameterNode
         folder = node.reviewFolder if node.reviewFolder and str(node.reviewFolder) not in ("", ".") else None
@@ -554,40 +571,15 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic):
         self.mrml.add_reader_finding(parameterNode.candidates, lps, lobe, parameterNode.readerId or "unknown")
         self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
 
-    def showFissurePoints(self, pointsPath: str) -> None:
-        """One markups node per fissure: the reader drags the points, then recomputes."""
-        from DPOScoringLib.fissures import FISSURE_NAMES, load_points
+    def showFissurePoints(self, pointsPath: str) -> list:
+        from DPOScoringLib.fissures import load_points
 
-        for name, points in load_points(pointsPath).items():
-            node = slicer.mrmlScene.GetFirstNodeByName(f"DPO fissure {name}") or \
-                slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"DPO fissure {name}")
-            node.RemoveAllControlPoints()
-            node.SetAttribute("DPOScoring.Fissure", name)
-            node.SetDescription(FISSURE_NAMES[name])
-            for lps in points:
-                node.AddControlPoint(vtk.vtkVector3d(-lps[0], -lps[1], lps[2]))
+        return self.mrml.show_fissure_points(load_points(pointsPath))
 
     def recomputeLobesFromPoints(self, parameterNode) -> None:
-        from DPOScoringLib.fissures import FISSURES, assign_lobes
-
-        points = {}
-        for name in FISSURES:
-            node = slicer.mrmlScene.GetFirstNodeByName(f"DPO fissure {name}")
-            if node is not None and node.GetNumberOfControlPoints() >= 3:
-                values = []
-                for index in range(node.GetNumberOfControlPoints()):
-                    ras = [0.0, 0.0, 0.0]
-                    node.GetNthControlPointPosition(index, ras)
-                    values.append([-ras[0], -ras[1], ras[2]])
-                points[name] = values
-        ct = self.mrml.checked_ct(parameterNode.inputVolume)
-        current = self.mrml.lobe_array(parameterNode.lobeSegmentation, parameterNode.inputVolume)
-        lungs = np.where(current > 3, 2, np.where(current > 0, 1, 0)).astype(np.uint8)
-        lobes = assign_lobes(lungs, ct.geometry, {k: np.array(v) for k, v in points.items()})
         old = parameterNode.lobeSegmentation
-        parameterNode.lobeSegmentation = self.mrml.lobes_to_segmentation(lobes, ct.image, parameterNode.inputVolume)
+        parameterNode.lobeSegmentation = self.mrml.recompute_lobes(parameterNode.inputVolume, old)
         slicer.mrmlScene.RemoveNode(old)
-        logging.info("DPOScoring: lobes recomputed from %s", json.dumps({k: len(v) for k, v in points.items()}))
 
 
 #

@@ -190,6 +190,46 @@ class DPOScoringMRMLLogic:
             lookup[value] = next(lobe.label for lobe in LOBES if lobe.code == code)
         return lookup[np.clip(exported, 0, len(codes))]
 
+    # --- fissure points as markups ----------------------------------------------------------
+    def show_fissure_points(self, points: dict) -> list:
+        """One markups node per fissure ("DPO fissure RO" ...), for the reader to drag."""
+        from .fissures import FISSURE_NAMES
+
+        nodes = []
+        for name, values in points.items():
+            node = self.scene.GetFirstNodeByName(f"DPO fissure {name}") or \
+                self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"DPO fissure {name}")
+            node.RemoveAllControlPoints()
+            node.SetAttribute("DPOScoring.Fissure", name)
+            node.SetDescription(FISSURE_NAMES[name])
+            for lps in values:
+                node.AddControlPoint(vtk.vtkVector3d(*(LPS_TO_RAS @ np.asarray(lps, dtype=float))))
+            nodes.append(node)
+        return nodes
+
+    def fissure_points(self) -> dict:
+        """The fissure points as they are now in the scene (LPS)."""
+        from .fissures import FISSURES
+
+        points = {}
+        for name in FISSURES:
+            node = self.scene.GetFirstNodeByName(f"DPO fissure {name}")
+            if node is not None and node.GetNumberOfControlPoints() >= 3:
+                ras = [[0.0, 0.0, 0.0] for _ in range(node.GetNumberOfControlPoints())]
+                for index, position in enumerate(ras):
+                    node.GetNthControlPointPosition(index, position)
+                points[name] = np.array(ras) @ LPS_TO_RAS
+        return points
+
+    def recompute_lobes(self, volume, segmentation):
+        """A new lobe segmentation from the lungs of ``segmentation`` and the scene's fissure points."""
+        from .fissures import assign_lobes
+
+        ct = self.checked_ct(volume)
+        current = self.lobe_array(segmentation, volume)
+        lungs = np.where(current > 3, 2, np.where(current > 0, 1, 0)).astype(np.uint8)
+        return self.lobes_to_segmentation(assign_lobes(lungs, ct.geometry, self.fissure_points()), ct.image, volume)
+
     # --- candidates as markups ---------------------------------------------------------------
     def candidates_to_markups(self, document: dict, name: str = "DPO candidates"):
         markups = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)

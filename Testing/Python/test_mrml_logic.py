@@ -138,3 +138,21 @@ def test_lobe_of_a_reader_placed_point(review):
     _, logic, _, ct, lobes, *_ = review
     k, j, i = np.argwhere(lobes == 5)[len(np.argwhere(lobes == 5)) // 2]
     assert logic.lobe_at(lobes, ct.image, ct.ijk_to_lps([i, j, k])) == "LING"
+
+
+def test_dragging_fissure_points_and_recomputing_moves_the_lobes(review):
+    from DPOScoringLib.fissures import default_points
+
+    scene, logic, volume, ct, lobes, segmentation, *_ = review
+    lungs = np.where(lobes > 3, 2, np.where(lobes > 0, 1, 0)).astype(np.uint8)
+    nodes = logic.show_fissure_points(default_points(lungs, ct.geometry))
+    assert {node.GetName() for node in nodes} == {f"DPO fissure {n}" for n in ("RO", "RH", "LO", "LG")}
+    unchanged = logic.lobe_array(logic.recompute_lobes(volume, segmentation), volume)
+    assert np.array_equal(unchanged, lobes)
+    horizontal = scene.GetFirstNodeByName("DPO fissure RH")
+    for index in range(horizontal.GetNumberOfControlPoints()):
+        position = [0.0, 0.0, 0.0]
+        horizontal.GetNthControlPointPosition(index, position)
+        horizontal.SetNthControlPointPosition(index, position[0], position[1], position[2] + 10.0)
+    moved = logic.lobe_array(logic.recompute_lobes(volume, segmentation), volume)
+    assert (moved == 2).sum() > (lobes == 2).sum() and np.array_equal(moved == 6, lobes == 6)
