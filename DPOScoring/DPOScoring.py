@@ -394,6 +394,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to record the decision."), waitCursor=False):
             self.logic.decide(node, self._current, node.readerId, status=status, kind=kind, background=background)
+            if status == "confirmed":
+                self.logic.suggestExtents(node)  # lobes cached: a KD-tree query on a ~3 mm grid
             self._refreshVisibility()
             self._refreshResults()
             qt.QTimer.singleShot(0, lambda: self.logic.mrml.autosave(node.candidates))
@@ -563,13 +565,30 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic):
             self.mrml.update_candidate_row(parameterNode.candidatesTable, parameterNode.candidates, index)
 
     def addReaderFinding(self, parameterNode, ras) -> None:
+        """A missed ossification: measured like a detected one and given its lobe."""
         lps = [-ras[0], -ras[1], ras[2]]
-        lobe = "unassigned"
-        if parameterNode.lobeSegmentation:
-            lobes = self.mrml.lobe_array(parameterNode.lobeSegmentation, parameterNode.inputVolume)
-            lobe = self.mrml.lobe_at(lobes, self.mrml.volume_to_image(parameterNode.inputVolume), lps)
-        self.mrml.add_reader_finding(parameterNode.candidates, lps, lobe, parameterNode.readerId or "unknown")
+        lobes, image = self.lobeArray(parameterNode) if parameterNode.lobeSegmentation else (None, None)
+        lungs = None if lobes is None else (lobes > 0).astype("uint8") + (lobes > 3).astype("uint8")
+        measured = self.mrml.measure_reader_point(parameterNode.inputVolume, lps, lungs)
+        lps = measured.get("lps", lps)
+        lobe = "unassigned" if lobes is None else self.mrml.lobe_at(lobes, image, lps)
+        self.mrml.add_reader_finding(parameterNode.candidates, lps, lobe, parameterNode.readerId or "unknown",
+                                     measurements=measured)
         self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
+
+    def lobeArray(self, parameterNode):
+        """The lobes as spec labels, cached until the segmentation changes (Segment Editor...)."""
+        segmentation, volume = parameterNode.lobeSegmentation, parameterNode.inputVolume
+        key = (segmentation.GetID(), segmentation.GetMTime(), volume.GetID())
+        if getattr(self, "_lobeCacheKey", None) != key:
+            self._lobeCache = (self.mrml.lobe_array(segmentation, volume), self.mrml.volume_to_image(volume))
+            self._lobeCacheKey = key
+        return self._lobeCache
+
+    def suggestExtents(self, parameterNode) -> None:
+        if parameterNode.lobeSegmentation and parameterNode.candidates:
+            lobes, image = self.lobeArray(parameterNode)
+            self.mrml.suggest_extents(parameterNode.candidates, lobes, image)
 
     def showFissurePoints(self, pointsPath: str) -> list:
         from DPOScoringLib.fissures import load_points

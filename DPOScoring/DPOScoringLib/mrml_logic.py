@@ -296,18 +296,53 @@ class DPOScoringMRMLLogic:
         self._log(markups, reader, {"undo": last["id"]})
         return record
 
-    def add_reader_finding(self, markups, lps, lobe: str, reader: str, kind: str = "nodular") -> int:
-        """A point the reader places on a missed ossification; confirmed by placing it."""
+    def measure_reader_point(self, volume, lps, lungs: np.ndarray | None = None) -> dict:
+        """Measurements of the ossification at a placed point, as for a detected candidate."""
+        from .point_measurement import measure_point
+
+        ct = self.checked_ct(volume)
+        ijk = ct.image.TransformPhysicalPointToContinuousIndex([float(v) for v in lps])
+        measured = measure_point(ct.array, ct.spacing, list(ijk)[::-1], lungs)
+        if "centre_kji" in measured:
+            measured["lps"] = [round(float(v), 3) for v in ct.ijk_to_lps(measured.pop("centre_kji")[::-1])]
+        return measured
+
+    def add_reader_finding(self, markups, lps, lobe: str, reader: str, kind: str | None = None,
+                           measurements: dict | None = None) -> int:
+        """A point the reader places on a missed ossification; confirmed by placing it. With
+        ``measurements`` (``measure_reader_point``) it carries sizes, HU, zone and its centre."""
         number = sum(1 for r in self.records(markups) if r.get("source") == "reader") + 1
-        record = {"id": f"r{number:03d}", "lps": [float(v) for v in lps], "lobe": lobe, "kind": kind,
-                  "status": "confirmed", "source": "reader"}
+        measured = dict(measurements or {})
+        record = {"id": f"r{number:03d}", "lps": [float(v) for v in lps], "lobe": lobe,
+                  "status": "confirmed", "source": "reader", **measured,
+                  "kind": kind or measured.get("kind", "nodular")}
         index = self._add_point(markups, record)
         self._log(markups, reader, {"id": record["id"], "added": True})
         return index
 
+    def suggest_extents(self, markups, lobe_array: np.ndarray, image: sitk.Image) -> dict:
+        """Software suggestions for the extent answer (``extent_suggestion.py``), stored beside the
+        reader's answers, which they never replace."""
+        from .extent_suggestion import suggested_extent_fractions
+
+        positions: dict[str, list] = {}
+        for record in self.records(markups):
+            if record.get("status") == "confirmed" and record.get("kind") in ("nodular", "dendriform"):
+                ijk = image.TransformPhysicalPointToContinuousIndex([float(v) for v in record["lps"]])
+                positions.setdefault(record["lobe"], []).append(list(ijk)[::-1])
+        fractions = suggested_extent_fractions(lobe_array, image.GetSpacing(), positions)
+        lobes = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
+        for code, fraction in fractions.items():
+            lobes.setdefault(code, {})["extent_fraction_suggested"] = fraction
+        markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
+        return fractions
+
     def set_lobe_assessment(self, markups, code: str, assessment: dict, reader: str) -> None:
         lobes = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
-        lobes[code] = assessment
+        suggestion = lobes.get(code, {}).get("extent_fraction_suggested")
+        lobes[code] = dict(assessment)
+        if suggestion is not None:
+            lobes[code].setdefault("extent_fraction_suggested", suggestion)
         parse_reading({"schema": "dpo-reading/1", "lobes": lobes})  # validated before it is kept
         markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
         self._log(markups, reader, {"lobe": code, "assessment": assessment})

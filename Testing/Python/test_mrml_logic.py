@@ -156,3 +156,43 @@ def test_dragging_fissure_points_and_recomputing_moves_the_lobes(review):
         horizontal.SetNthControlPointPosition(index, position[0], position[1], position[2] + 10.0)
     moved = logic.lobe_array(logic.recompute_lobes(volume, segmentation), volume)
     assert (moved == 2).sum() > (lobes == 2).sum() and np.array_equal(moved == 6, lobes == 6)
+
+
+def test_reader_placed_point_is_measured_like_a_detected_candidate(review, phantom_1mm):
+    _, logic, volume, _, lobes, _, _, markups, _ = review
+    found = [c for c in phantom_1mm.candidates if c.kind == "nodular"][0]
+    nudged = [found.lps[0] + 1.0, found.lps[1], found.lps[2]]  # the reader clicks 1 mm off centre
+    measured = logic.measure_reader_point(volume, nudged)
+    assert measured["kind"] == "nodular"
+    assert measured["short_axis_mm"] == pytest.approx(found.short_axis_mm, abs=0.3)
+    assert np.linalg.norm(np.array(measured["lps"]) - found.lps) < 0.8
+    index = logic.add_reader_finding(markups, measured["lps"], found.lobe, "reader-1", measurements=measured)
+    record = logic.record(markups, index)
+    assert record["source"] == "reader" and record["status"] == "confirmed" and record["peak_hu"] > 300
+    corner = logic.checked_ct(volume).ijk_to_lps([2, 2, 2])  # outside the body: nothing to measure
+    assert logic.measure_reader_point(volume, corner) == {}
+
+
+def test_extent_suggestion_is_stored_beside_the_reader_answer(review):
+    _, logic, volume, ct, lobes, _, _, markups, _ = review
+    fractions = logic.suggest_extents(markups, lobes, ct.image)
+    assert fractions and all(0.0 <= f <= 1.0 for f in fractions.values())
+    assessments = json.loads(markups.GetAttribute("DPOScoring.Lobes"))
+    code = next(iter(fractions))
+    assert assessments[code]["extent_fraction_suggested"] == fractions[code]
+    logic.set_lobe_assessment(markups, code, {"extent_over_half": False}, "reader-1")
+    scores, _ = logic.update_results(markups)
+    if code in scores["characterisation"]:
+        assert scores["characterisation"][code]["extent_source"] == "reader"
+
+
+def test_extent_fraction_on_a_known_geometry():
+    from DPOScoringLib.extent_suggestion import suggested_extent_fractions
+
+    lobes = np.zeros((30, 30, 90), dtype=np.uint8)
+    lobes[:, :, :] = 1  # a 30 x 30 x 90 mm "RUL"
+    near_one_end = {"RUL": [[15, 15, 5]]}
+    fraction = suggested_extent_fractions(lobes, (1.0, 1.0, 1.0), near_one_end)["RUL"]
+    assert 0.02 < fraction < 0.1  # the part of a 10 mm ball inside a 30 x 30 x 90 mm lobe: about 0.045
+    spread = {"RUL": [[k, j, x] for k in (7, 22) for j in (7, 22) for x in range(5, 90, 12)]}
+    assert suggested_extent_fractions(lobes, (1.0, 1.0, 1.0), spread)["RUL"] > 0.5
