@@ -350,6 +350,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.loadCandidates(self._parameterNode, path)
             self.ui.warningsLabel.text = "\n".join(m for m in messages if m.startswith("warning"))
             self._current = 0
+            self.logic.suggestExtents(self._parameterNode)
             self._showReview()
             self.onWindow(BONE_WINDOW)
             self._jump()
@@ -394,8 +395,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to record the decision."), waitCursor=False):
             self.logic.decide(node, self._current, node.readerId, status=status, kind=kind, background=background)
-            if status == "confirmed":
-                self.logic.suggestExtents(node)  # lobes cached: a KD-tree query on a ~3 mm grid
+            if status == "confirmed":  # after the display update; only the decided candidate's lobe
+                lobe = self.logic.mrml.record(node.candidates, self._current).get("lobe")
+                qt.QTimer.singleShot(0, lambda: self.logic.suggestExtents(node, {lobe}))
             self._refreshVisibility()
             self._refreshResults()
             qt.QTimer.singleShot(0, lambda: self.logic.mrml.autosave(node.candidates))
@@ -585,10 +587,10 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic):
             self._lobeCacheKey = key
         return self._lobeCache
 
-    def suggestExtents(self, parameterNode) -> None:
+    def suggestExtents(self, parameterNode, only=None) -> None:
         if parameterNode.lobeSegmentation and parameterNode.candidates:
             lobes, image = self.lobeArray(parameterNode)
-            self.mrml.suggest_extents(parameterNode.candidates, lobes, image)
+            self.mrml.suggest_extents(parameterNode.candidates, lobes, image, only)
 
     def showFissurePoints(self, pointsPath: str) -> list:
         from DPOScoringLib.fissures import load_points

@@ -320,14 +320,15 @@ class DPOScoringMRMLLogic:
         self._log(markups, reader, {"id": record["id"], "added": True})
         return index
 
-    def suggest_extents(self, markups, lobe_array: np.ndarray, image: sitk.Image) -> dict:
+    def suggest_extents(self, markups, lobe_array: np.ndarray, image: sitk.Image, only=None) -> dict:
         """Software suggestions for the extent answer (``extent_suggestion.py``), stored beside the
         reader's answers, which they never replace."""
         from .extent_suggestion import suggested_extent_fractions
 
         positions: dict[str, list] = {}
         for record in self.records(markups):
-            if record.get("status") == "confirmed" and record.get("kind") in ("nodular", "dendriform"):
+            if (record.get("status") == "confirmed" and record.get("kind") in ("nodular", "dendriform")
+                    and (only is None or record.get("lobe") in only)):
                 ijk = image.TransformPhysicalPointToContinuousIndex([float(v) for v in record["lps"]])
                 positions.setdefault(record["lobe"], []).append(list(ijk)[::-1])
         fractions = suggested_extent_fractions(lobe_array, image.GetSpacing(), positions)
