@@ -39,11 +39,6 @@ KIND_LABELS = {"nodular": "nodular", "dendriform": "dendriform", "large_calcifie
                "granuloma": "suspected granuloma"}
 
 
-#
-# DPOScoring
-#
-
-
 class DPOScoring(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -63,20 +58,10 @@ Fibrosing Interstitial Lung Diseases: Prevalence and Associations. Radiology 201
 """)
 
 
-#
-# DPOScoringParameterNode
-#
-
-
 @parameterNodeWrapper
 class DPOScoringParameterNode:
-    """What the reader chose and made; saved with the scene.
-
-    inputVolume - the chest CT being read; readerId - who reads (logged with every decision);
-    reviewFolder - where every decision is saved at once; lobeMethod, lobeImportPath,
-    lungmaskWeights - how lobes are made; lobeSegmentation - the lobes; candidates,
-    candidatesTable, resultsTable - the review's nodes; def1, def2, dendriformNodules - the policy.
-    """
+    """What the reader chose and made (CT, reader, review folder, lobe method and result, the
+    review's markups and tables, the scoring policy); saved with the scene."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     readerId: str = ""
@@ -91,11 +76,6 @@ class DPOScoringParameterNode:
     def1: Annotated[str, Choice(list(DEF1_VARIANTS))] = "default"
     def2: Annotated[str, Choice(list(DEF2_VARIANTS))] = "default"
     dendriformNodules: Annotated[str, Choice(list(DENDRIFORM_NODULE_VARIANTS))] = "exclude"
-
-
-#
-# DPOScoringWidget
-#
 
 
 class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -497,11 +477,6 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.showStatusMessage(_("Review saved in {folder}").format(folder=folder), 3000)
 
 
-#
-# DPOScoringLogic
-#
-
-
 class DPOScoringLogic(ScriptedLoadableModuleLogic):
     """Module logic: parameter-node values into DPOScoringLib calls; usable without the GUI."""
 
@@ -603,11 +578,6 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic):
         slicer.mrmlScene.RemoveNode(old)
 
 
-#
-# DPOScoringTest
-#
-
-
 class DPOScoringTest(ScriptedLoadableModuleTest):
     """In-Slicer self-test: the whole flow on a synthetic CT (no download needed)."""
 
@@ -617,6 +587,25 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_WholeFlowOnPhantom()
+        self.setUp()
+        self.test_SampleChestCT()
+
+    def test_SampleChestCT(self):
+        """Lungs and lobes on Slicer's sample chest CT, when it can be downloaded."""
+        try:
+            import SampleData
+
+            volume = SampleData.downloadSample("CTChest")
+        except Exception as error:  # offline: the phantom test above still ran the whole flow
+            self.delayDisplay(f"Sample chest CT not available ({error}); skipped")
+            return
+        from DPOScoringLib.lobe_pipeline import compute_lobes
+
+        logic = DPOScoringLogic()
+        ct = logic.mrml.checked_ct(volume)
+        volumes = compute_lobes(ct, "fissures").volumes_ml(ct.spacing)
+        self.assertTrue(all(v > 0 for v in volumes.values()), volumes)
+        self.delayDisplay(f"Sample chest CT lobes (ml): {volumes}")
 
     def test_WholeFlowOnPhantom(self):
         from DPOScoringLib.candidates_file import candidates_document

@@ -23,7 +23,7 @@ from vtk.util import numpy_support
 from .candidates_file import reading_from_candidates
 from .ct_image import CTVolume, check_ct_image
 from .errors import DPOInputError
-from .lobe_files import TERMINOLOGY, terminology_tag
+from .lobe_files import terminology_tag
 from .lobes import BY_LABEL, LOBES
 from .reading import KINDS, STATUSES, Reading, parse_finding, parse_lobes, parse_reading
 from .safe_files import atomic_write_json
@@ -36,9 +36,6 @@ LOBE_ASSESSMENTS = "DPOScoring.Lobes"
 BANNER = "DPOScoring.Banner"
 BONE_WINDOW = (2500.0, 500.0)  # width, level (spec section 2): shows -750 to 1750 HU
 LUNG_WINDOW = (1500.0, -600.0)
-STATUS_COLOURS = {"pending": (1.0, 0.85, 0.1), "confirmed": (0.2, 0.9, 0.3), "rejected": (0.6, 0.6, 0.6),
-                  "large_calcified": (0.3, 0.6, 1.0)}
-_ = TERMINOLOGY  # lobe terminology codes come from lobe_files
 
 
 def create_headless_scene():
@@ -353,17 +350,8 @@ class DPOScoringMRMLLogic:
         log.append({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     "reader": reader, **entry})
         markups.SetAttribute(DECISION_LOG, json.dumps(log))
-        self._colour(markups)
         if autosave and self.review_folder is not None:
             self.autosave(markups, self.review_folder)
-
-    @staticmethod
-    def _colour(markups) -> None:
-        """Markups display: the node's colour follows its pending share (per-point colours are a
-        view feature; status is in each point's description and the table)."""
-        display = markups.GetDisplayNode()
-        if display is not None:
-            display.SetSelectedColor(*STATUS_COLOURS["pending"])
 
     # --- the candidates table ----------------------------------------------------------------
     CANDIDATE_COLUMNS = ("id", "lobe", "short axis (mm)", "peak HU", "kind", "zone", "status")
