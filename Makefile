@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test lint benchmark clean
+.PHONY: demo test lint benchmark clean browser
 
 # torch is pinned first (a CPU build; a newer or unpinned torch would pull a multi-GB CUDA build),
 # then the package with its test and lungmask extras.
@@ -22,7 +22,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+# the report test opens report.html in a real headless browser (Debian's chromium)
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -167,6 +167,16 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .case_run import run_case
+    from .progress import Progress
+
+    bundle = run_case(args.ct, args.out, args.lobe_method, args.lobes_from, args.weights, args.reader or "",
+                      policy=_policy(args), overwrite=args.force, progress=Progress(_stderr_progress(args.quiet)))
+    print(f"bundle written to {bundle}; report: {bundle / 'report.html'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpo-score",
@@ -216,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     lobes.add_argument("--force", action="store_true", help="replace --out if it exists")
     lobes.add_argument("--quiet", action="store_true", help="no progress lines")
     lobes.set_defaults(run=_cmd_lobes)
+
+    run = commands.add_parser("run", help="the whole pipeline for one CT: lobes, candidates, bundle and report")
+    run.add_argument("ct", metavar="CT")
+    run.add_argument("--out", required=True, help="the case bundle folder to write")
+    run.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures")
+    run.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
+    run.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
+    run.add_argument("--reader", help="reader ID recorded in the provenance")
+    _add_policy_options(run)
+    run.add_argument("--force", action="store_true", help="replace an existing bundle")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.set_defaults(run=_cmd_run)
 
     demo = commands.add_parser("demo", help="run the pipeline on a built-in synthetic chest CT and score it")
     _add_policy_options(demo)

@@ -39,23 +39,33 @@ def run_detection(ct_path: str | Path, lobes_path: str | Path | None = None,
     progress = ensure_progress(progress)
     progress.step(0.0, "loading the CT")
     ct = load_ct(ct_path, series_uid)
-    warnings = list(ct.warnings)
     sources = {"ct": str(ct_path)}
     lobes = load_label_map(lobes_path, ct, "--lobes", LOBE_VALUES) if lobes_path else None
-    airways = None
+    lungs = None
+    if lobes_path:
+        sources["lobes"] = str(lobes_path)
     if lungs_path:
         lungs = load_label_map(lungs_path, ct, "--lungs", LUNG_VALUES)
         sources["lungs"] = str(lungs_path)
     elif lobes is not None:
         lungs = np.where(lobes == 0, 0, np.where(lobes <= 3, 1, 2)).astype(np.uint8)
         sources["lungs"] = "from --lobes"
-    else:
+    return detect_on_ct(ct, lungs, lobes, None, contrast, params, sources, progress)
+
+
+def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | None, airways: np.ndarray | None,
+                 contrast: str = "auto", params: DetectionParams | None = None, sources: dict | None = None,
+                 progress: Progress | None = None) -> DetectionRun:
+    """Detection on a loaded CT: lungs computed when not given, airways tracked when not given
+    (for the hilar rule), contrast judged, candidates found."""
+    progress = ensure_progress(progress)
+    warnings = list(ct.warnings)
+    sources = dict(sources or {})
+    if lungs is None:
         mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.05, 0.55))
         lungs, airways = mask.labels, mask.airways
         warnings += mask.warnings
         sources["lungs"] = "weight-free lung mask (lung_mask.py)"
-    if lobes_path:
-        sources["lobes"] = str(lobes_path)
     if airways is None:
         progress.step(0.5, "tracking the trachea and main bronchi")
         tracked = track_airways(ct.array, None, ct.spacing)

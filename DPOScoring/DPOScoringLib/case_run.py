@@ -1,0 +1,56 @@
+"""One case through the whole pipeline (``dpo-score run``): lobes, detection, a reading with every
+candidate pending, the scores, and the bundle with its report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from .bundle import provenance_document, write_bundle
+from .candidates import DetectionParams
+from .candidates_file import candidates_document, reading_from_candidates
+from .ct_image import load_ct
+from .lobe_pipeline import compute_lobes
+from .lung_mask import segment_lungs
+from .pipeline import detect_on_ct
+from .policy import DEFAULT_POLICY, ScoringPolicy
+from .progress import Progress, ensure_progress
+from .reading import parse_reading
+from .report import build_report
+from .scoring import score_reading
+
+
+def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures", lobe_source=None,
+             weights_dir=None, reader: str = "", case_id: str | None = None,
+             policy: ScoringPolicy = DEFAULT_POLICY, params: DetectionParams | None = None,
+             overwrite: bool = False, progress: Progress | None = None) -> Path:
+    progress = ensure_progress(progress)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    case_id = case_id or Path(ct_path).name.split(".")[0]
+    progress.step(0.0, f"{case_id}: loading the CT")
+    ct = load_ct(ct_path)
+    mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.02, 0.3))
+    progress.step(0.3, f"{case_id}: lobes ({lobe_method})")
+    lobe_result = compute_lobes(ct, lobe_method, lobe_source, weights_dir, lungs=mask.labels,
+                                progress=progress.sub(0.3, 0.5))
+    run = detect_on_ct(ct, mask.labels, lobe_result.lobes, mask.airways, params=params,
+                       sources={"ct": str(ct_path), "lobes": lobe_result.provenance}, progress=progress.sub(0.5, 0.8))
+    warnings = list(dict.fromkeys(run.warnings + mask.warnings + lobe_result.warnings))
+    document = candidates_document(ct, run.result, warnings, run.sources, run.lung_volumes_ml)
+    reading = reading_from_candidates(document, reader=reader, case_id=case_id)
+    scores = score_reading(parse_reading(reading), policy)
+    parameters = {"detection": document["parameters"], "policy": policy.to_dict(),
+                  "lobe_method": lobe_method, "lobes": lobe_result.provenance}
+    provenance = provenance_document(ct, parameters, run.sources, lobe_result.provenance, reader, [], warnings,
+                                     started)
+    progress.step(0.85, f"{case_id}: report")
+    page, figures = build_report(case_id, ct, mask.labels, scores, reading["findings"], warnings, provenance)
+    extra = {"report.html": page.encode("utf-8"), "candidates.json": _json_bytes(document), **figures}
+    bundle = write_bundle(out, ct, lobe_result.lobes, reading, scores, provenance, overwrite, extra)
+    progress.step(1.0, f"{case_id}: bundle written")
+    return bundle
+
+
+def _json_bytes(document) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
