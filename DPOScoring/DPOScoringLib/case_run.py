@@ -24,7 +24,9 @@ from .scoring import score_reading
 def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures", lobe_source=None,
              weights_dir=None, reader: str = "", case_id: str | None = None,
              policy: ScoringPolicy = DEFAULT_POLICY, params: DetectionParams | None = None,
-             overwrite: bool = False, progress: Progress | None = None) -> Path:
+             overwrite: bool = False, decide=None, progress: Progress | None = None) -> Path:
+    """``decide``: optional callable(candidates document) -> {candidate id: status}, applied before
+    scoring (the demo's simulated reader); each decision is logged in the provenance."""
     progress = ensure_progress(progress)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     case_id = case_id or Path(ct_path).name.split(".")[0]
@@ -38,12 +40,15 @@ def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures"
                        sources={"ct": str(ct_path), "lobes": lobe_result.provenance}, progress=progress.sub(0.5, 0.8))
     warnings = list(dict.fromkeys(run.warnings + mask.warnings + lobe_result.warnings))
     document = candidates_document(ct, run.result, warnings, run.sources, run.lung_volumes_ml)
-    reading = reading_from_candidates(document, reader=reader, case_id=case_id)
+    statuses = decide(document) if decide else {}
+    reading = reading_from_candidates(document, statuses, reader=reader, case_id=case_id)
+    reading["decisions"] = [{"time": started, "reader": reader, "id": key, "status": ["pending", value]}
+                            for key, value in statuses.items()]
     scores = score_reading(parse_reading(reading), policy)
     parameters = {"detection": document["parameters"], "policy": policy.to_dict(),
                   "lobe_method": lobe_method, "lobes": lobe_result.provenance}
-    provenance = provenance_document(ct, parameters, run.sources, lobe_result.provenance, reader, [], warnings,
-                                     started)
+    provenance = provenance_document(ct, parameters, run.sources, lobe_result.provenance, reader,
+                                     reading["decisions"], warnings, started)
     progress.step(0.85, f"{case_id}: report")
     page, figures = build_report(case_id, ct, mask.labels, scores, reading["findings"], warnings, provenance)
     extra = {"report.html": page.encode("utf-8"), "candidates.json": _json_bytes(document), **figures}

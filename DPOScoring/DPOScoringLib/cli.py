@@ -16,6 +16,7 @@ from .errors import DPOCancelled, DPOInputError
 from .policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS, ScoringPolicy
 from .safe_files import atomic_write_json, to_json_text
 
+EXIT_SOME_CASES_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
 
@@ -62,19 +63,15 @@ def _cmd_tally(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on a built-in example: a synthetic chest CT with known findings, lungs and
-    candidates found, a simulated reader who confirms the candidates that are true findings of
-    the phantom and rejects the rest, and the scores of that reading."""
+    """The main job on a built-in example: a synthetic chest CT with known findings run through the
+    whole pipeline (lobes, candidates, bundle, report), with a simulated reader who confirms the
+    candidates that are true findings of the phantom and rejects the rest."""
     import json
 
-    from .candidates_file import candidates_document, reading_from_candidates, write_candidates
+    from .case_run import run_case
     from .phantom import PhantomSpec, generate_phantom, write_phantom
-    from .pipeline import run_detection
     from .progress import Progress
-    from .reading import parse_reading
-    from .safe_files import atomic_write_json
     from .score_summary import text_report
-    from .scoring import score_reading
 
     folder = Path(args.out)
     if folder.exists() and any(folder.iterdir()) and not args.force:
@@ -83,26 +80,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     progress = Progress(_stderr_progress(args.quiet))
     print("building a synthetic chest CT (phantom) with known ossifications ...", file=sys.stderr)
     spec = PhantomSpec(fov_mm=(220.0, 180.0, 200.0), spacing=(0.8, 0.8, 1.0), seed=args.seed, n_po=30)
-    paths = write_phantom(generate_phantom(spec, progress.sub(0.0, 0.5)), folder)
-    run = run_detection(paths["ct"], paths["lobes"], progress=progress.sub(0.5, 1.0))
-    document = candidates_document(run.ct, run.result, run.warnings, run.sources, run.lung_volumes_ml)
-    write_candidates(folder / "candidates.json", document, overwrite=True)
+    paths = write_phantom(generate_phantom(spec, progress.sub(0.0, 0.4)), folder / "phantom")
     truth = json.loads(paths["truth"].read_text())
-    statuses = {}
-    for candidate in run.result.candidates:
-        near = [f for f in truth["findings"]
-                if sum((a - b) ** 2 for a, b in zip(f["lps"], candidate.lps)) ** 0.5
-                <= (6.0 if f["kind"] == "dendriform" else f["diameter_mm"] / 2 + 1.5)]
-        statuses[candidate.id] = "confirmed" if near else "rejected"
-    reading = reading_from_candidates(document, statuses, reader="simulated reader (phantom truth)",
-                                      case_id=f"phantom-seed-{args.seed}")
-    atomic_write_json(folder / "reading.json", reading, overwrite=True)
-    scores = score_reading(parse_reading(reading), _policy(args))
-    atomic_write_json(folder / "scores.json", scores, overwrite=True)
+
+    def simulated_reader(document: dict) -> dict:
+        statuses = {}
+        for candidate in document["candidates"]:
+            near = [f for f in truth["findings"]
+                    if sum((a - b) ** 2 for a, b in zip(f["lps"], candidate["lps"])) ** 0.5
+                    <= (6.0 if f["kind"] == "dendriform" else f["diameter_mm"] / 2 + 1.5)]
+            statuses[candidate["id"]] = "confirmed" if near else "rejected"
+        return statuses
+
+    bundle = run_case(paths["ct"], folder / "bundle", reader="simulated reader (phantom truth)",
+                      case_id=f"phantom-seed-{args.seed}", policy=_policy(args), overwrite=True,
+                      decide=simulated_reader, progress=progress.sub(0.4, 1.0))
+    scores = json.loads((bundle / "scores.json").read_text())
     sys.stdout.write(text_report(scores))
-    print(f"\n{len(run.result.candidates)} candidates, {sum(s == 'confirmed' for s in statuses.values())} "
-          f"confirmed by the simulated reader; files in {folder}: ct.nrrd, lobes.nrrd, truth.json, "
-          "candidates.json, reading.json, scores.json", file=sys.stderr)
+    print(f"\nreport: {bundle / 'report.html'}\nbundle: {bundle} (lobes, candidates, reading, scores, "
+          f"provenance); phantom and its truth: {folder / 'phantom'}", file=sys.stderr)
     return 0
 
 
@@ -177,6 +173,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    options = {"lobe_method": args.lobe_method, "lobe_source": args.lobes_from, "weights_dir": args.weights,
+               "reader": args.reader or "", "policy": _policy(args)}
+    rows = run_batch(args.input, args.out, args.workers, options,
+                     report=lambda line: print(line, file=sys.stderr, flush=True))
+    failed = [r["case_id"] for r in rows if r["status"].startswith("failed")]
+    print(f"{len(rows) - len(failed)} of {len(rows)} cases scored; cohort table: {Path(args.out) / 'cohort.csv'}"
+          + (f"; failed: {', '.join(failed)} (see batch.log)" if failed else ""), file=sys.stderr)
+    return EXIT_SOME_CASES_FAILED if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpo-score",
@@ -238,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an existing bundle")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(run=_cmd_run)
+
+    batch = commands.add_parser("batch", help="score a folder of CTs or a CSV manifest, one bundle per case")
+    batch.add_argument("input", metavar="INPUT", help="folder of CTs, or CSV with case_id, path (+ columns)")
+    batch.add_argument("--out", required=True, help="folder for the bundles, cohort.csv and batch.log")
+    batch.add_argument("--workers", type=int, default=1, help="cases scored at once (processes)")
+    batch.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures")
+    batch.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
+    batch.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
+    batch.add_argument("--reader", help="reader ID recorded in the provenance")
+    _add_policy_options(batch)
+    batch.set_defaults(run=_cmd_batch)
 
     demo = commands.add_parser("demo", help="run the pipeline on a built-in synthetic chest CT and score it")
     _add_policy_options(demo)

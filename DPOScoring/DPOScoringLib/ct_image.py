@@ -276,6 +276,22 @@ def check_ct_image(image: sitk.Image, where: str, source: str, sha256: str,
                     warnings=warnings, dicom=dicom or {})
 
 
+def input_checksum(path: str | Path) -> str:
+    """The SHA-256 that ``load_ct`` records, without reading the image: of the file, or of the
+    files of the DICOM series it would choose (the one with the most slices)."""
+    path = Path(path)
+    if path.is_dir():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise DPOInputError(str(path), "contains no DICOM series")
+        files = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid) for uid in series}
+        chosen = max(files, key=lambda uid: (len(files[uid]), uid))
+        return sha256_of_files(files[chosen])
+    if not path.is_file():
+        raise DPOInputError(str(path), "no such file or folder")
+    return sha256_of_files([path])
+
+
 def load_ct(path: str | Path, series_uid: str | None = None) -> CTVolume:
     """Load and check a CT file or DICOM folder; raises ``DPOInputError`` naming what is wrong."""
     path = Path(path)

@@ -95,10 +95,13 @@ def test_demo_runs_the_pipeline_on_a_phantom_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "demo"
     result = run_cli("demo", "--out", out, "--quiet")
     assert result.returncode == 0, result.stderr
-    for name in ("ct.nrrd", "lobes.nrrd", "truth.json", "candidates.json", "reading.json", "scores.json"):
+    for name in ("phantom/ct.nrrd", "phantom/truth.json", "bundle/lobes.seg.nrrd", "bundle/candidates.mrk.json",
+                 "bundle/reading.json", "bundle/scores.json", "bundle/provenance.json", "bundle/report.html"):
         assert (out / name).is_file(), name
-    scores = json.loads((out / "scores.json").read_text())
+    scores = json.loads((out / "bundle" / "scores.json").read_text())
     assert scores["schema"] == "dpo-scores/1" and scores["complete"] is True
-    assert scores["total"] >= 15 and "DPO def1" in result.stdout
+    assert scores["total"] >= 15 and "DPO def1" in result.stdout and "report.html" in result.stderr
+    provenance = json.loads((out / "bundle" / "provenance.json").read_text())
+    assert len(provenance["decisions"]) == scores["findings"]["confirmed"] + scores["findings"]["rejected"]
     again = run_cli("demo", "--out", out, "--quiet")
     assert again.returncode == 2 and "not empty" in again.stderr

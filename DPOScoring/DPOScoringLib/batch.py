@@ -1,0 +1,166 @@
+"""Scoring a cohort (``dpo-score batch``): a folder of CTs or a CSV manifest, one bundle per case.
+
+One failed case never stops the batch: its error goes into the cohort table and ``batch.log``.
+A re-run skips cases whose bundle was made from the same input (SHA-256 in its provenance) and
+finishes the others; bundles are written atomically, so a batch killed midway loses and
+duplicates nothing. ``cohort.csv`` is rebuilt from the bundles after every case.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import datetime as _dt
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .ct_image import input_checksum
+from .errors import DPOInputError
+from .lobes import LOBE_CODES
+from .safe_files import atomic_write_bytes
+
+CT_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+COHORT_COLUMNS = (["case_id", "status"] + [f"nnpol_{c}" for c in LOBE_CODES]
+                  + ["right_total", "left_total", "total", "ldo", "dpo_def1", "dpo_def2", "ans", "ild_extent",
+                     "coarseness_score", "complete", "pending_candidates", "provisional_total", "warnings",
+                     "input_sha256", "bundle"])
+
+
+def read_cases(source: str | Path) -> list[dict]:
+    """[{case_id, path, extra columns...}] from a folder of CTs or a CSV manifest."""
+    source = Path(source)
+    if source.is_dir():
+        cases = []
+        for path in sorted(source.iterdir()):
+            name = path.name.lower()
+            if path.is_dir() or name.endswith(CT_SUFFIXES):
+                case_id = path.name
+                for suffix in CT_SUFFIXES:
+                    case_id = case_id[: -len(suffix)] if name.endswith(suffix) else case_id
+                cases.append({"case_id": case_id, "path": str(path)})
+        if not cases:
+            raise DPOInputError(str(source), "holds no CT files or DICOM folders")
+        return cases
+    if not source.is_file():
+        raise DPOInputError(str(source), "no such folder or manifest")
+    try:
+        rows = list(csv.DictReader(io.StringIO(source.read_text(encoding="utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DPOInputError(str(source), f"is not a readable CSV manifest ({error})") from None
+    if not rows or not {"case_id", "path"} <= set(rows[0]):
+        raise DPOInputError(str(source), "needs the columns case_id and path")
+    seen = set()
+    for index, row in enumerate(rows, start=2):
+        if not row["case_id"] or row["case_id"] in seen:
+            raise DPOInputError(f"{source}: line {index}", f"case_id {row['case_id']!r} is empty or repeated")
+        seen.add(row["case_id"])
+        path = Path(row["path"])
+        row["path"] = str(path if path.is_absolute() else source.parent / path)
+    return rows
+
+
+def _finished(bundle: Path, checksum: str) -> bool:
+    try:
+        provenance = json.loads((bundle / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return provenance.get("input", {}).get("sha256") == checksum
+
+
+def _run_one(case: dict, out: str, options: dict) -> tuple[str, str]:
+    """In a worker process: (case_id, "done" or the error's one line)."""
+    from .case_run import run_case
+
+    try:
+        run_case(case["path"], Path(out) / case["case_id"], case_id=case["case_id"], overwrite=True, **options)
+        return case["case_id"], "done"
+    except DPOInputError as error:
+        return case["case_id"], f"failed: {error}"
+    except Exception as error:  # noqa: BLE001 - one case must never stop the cohort
+        return case["case_id"], f"failed: {type(error).__name__}: {error}"
+
+
+def _cohort_row(case: dict, status: str, out: Path, checksum: str) -> dict:
+    row = {column: "" for column in COHORT_COLUMNS}
+    row.update({"case_id": case["case_id"], "status": status, "input_sha256": checksum})
+    extra = {k: v for k, v in case.items() if k not in ("case_id", "path")}
+    bundle = out / case["case_id"]
+    if status in ("done", "skipped (done before)"):
+        scores = json.loads((bundle / "scores.json").read_text())
+        row.update({f"nnpol_{c}": scores["nnpol"][c] for c in LOBE_CODES})
+        row.update({key: scores[key] for key in ("right_total", "left_total", "total", "ldo", "dpo_def1",
+                                                   "dpo_def2", "ans", "ild_extent", "coarseness_score",
+                                                   "complete")})
+        row["pending_candidates"] = scores["findings"]["pending"]
+        row["provisional_total"] = scores["provisional"]["total"]
+        provenance = json.loads((bundle / "provenance.json").read_text())
+        row["warnings"] = " | ".join(provenance.get("warnings", []))
+        row["bundle"] = str(bundle)
+    return {**row, **extra}
+
+
+def _write_cohort(out: Path, rows: list[dict]) -> None:
+    columns = list(COHORT_COLUMNS) + sorted({k for r in rows for k in r} - set(COHORT_COLUMNS))
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "cohort.csv", stream.getvalue().encode("utf-8"), overwrite=True)
+
+
+def run_batch(source: str | Path, out: str | Path, workers: int = 1, options: dict | None = None,
+              report=print) -> list[dict]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = read_cases(source)
+    options = options or {}
+    log = out / "batch.log"
+
+    def note(message: str) -> None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        with open(log, "a", encoding="utf-8") as stream:
+            stream.write(f"{stamp} {message}\n")
+
+    for stale in out.glob(".*.partial"):  # a case interrupted while its bundle was written
+        note(f"removing unfinished {stale.name}")
+        shutil.rmtree(stale)
+    checksums, statuses, todo = {}, {}, []
+    for case in cases:
+        try:
+            checksums[case["case_id"]] = input_checksum(case["path"])
+        except DPOInputError as error:
+            statuses[case["case_id"]] = f"failed: {error}"
+            note(f"{case['case_id']}: failed: {error}")
+            continue
+        if _finished(out / case["case_id"], checksums[case["case_id"]]):
+            statuses[case["case_id"]] = "skipped (done before)"
+        else:
+            todo.append(case)
+
+    def rows() -> list[dict]:
+        return [_cohort_row(c, statuses.get(c["case_id"], "pending"), out, checksums.get(c["case_id"], ""))
+                for c in cases]
+
+    _write_cohort(out, rows())
+    started, finished = time.monotonic(), 0
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(workers, 1)) as pool:
+        futures = [pool.submit(_run_one, case, str(out), options) for case in todo]
+        for future in concurrent.futures.as_completed(futures):
+            case_id, status = future.result()
+            statuses[case_id] = status
+            finished += 1
+            note(f"{case_id}: {status}")
+            _write_cohort(out, rows())
+            elapsed = time.monotonic() - started
+            remaining = elapsed / finished * (len(todo) - finished)
+            report(f"[{finished}/{len(todo)}] {case_id}: {status} (about {remaining:.0f} s left)")
+    return rows()
+
+
+def load_cohort(out: str | Path) -> list[dict]:
+    text = Path(out, "cohort.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
