@@ -6,7 +6,8 @@ Builds a 512 x 512 x 400 chest phantom (0.7 x 0.7 x 0.8 mm) once, then reports:
 * weight-free lung masking (goal: at most 3x the naive reference);
 * recomputing the six lobes from moved fissure points (goal: about a second);
 * peak memory of detection and of lung masking above the loaded volume (goal: under 4x the
-  volume's bytes), measured with tracemalloc (numpy allocations are traced).
+  volume's bytes), measured with tracemalloc (numpy allocations are traced);
+* batch throughput on 4 phantom cases with 1 and 2 workers (``batch_benchmark.py``).
 Every timing is the median of ``--repeat`` runs. The machine is shared and noisy: read the ratios.
 """
 
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--cache", type=Path, help="keep the phantom in this folder and reuse it")
+    parser.add_argument("--skip-batch", action="store_true", help="leave out the batch throughput part")
     args = parser.parse_args(argv)
     nx, ny, nz = args.size
     spacing = (0.7, 0.7, 0.8)
@@ -107,6 +109,11 @@ def main(argv=None) -> int:
                   "fissure_recompute_s": "about 1",
                   "peak_memory_over_volume": "< 4"},
     }
+    if not args.skip_batch:
+        from batch_benchmark import main as batch_main
+
+        print("batch throughput (1 and 2 workers):", file=sys.stderr)
+        batch_main(["--cases", "4"])
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

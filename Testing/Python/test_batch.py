@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pandas
 import pytest
 
 from DPOScoringLib.batch import load_cohort, read_cases
@@ -35,6 +36,8 @@ def test_corrupt_case_is_reported_and_the_others_finish(cohort, tmp_path):
     assert result.returncode == 1, result.stderr
     rows = {row["case_id"]: row for row in load_cohort(out)}
     assert set(rows) == {"p1", "p2", "p3", "p4-corrupt"}
+    table = pandas.read_csv(out / "cohort.csv").set_index("case_id")
+    assert table.loc["p1", "status"] == "done" and table.loc["p1", "dpo_def1"] in (False, "False")
     assert all(rows[c]["status"] == "done" for c in ("p1", "p2", "p3"))
     assert rows["p4-corrupt"]["status"].startswith("failed: ") and "p4-corrupt.nrrd" in rows["p4-corrupt"]["status"]
     assert "p4-corrupt: failed" in (out / "batch.log").read_text()

@@ -13,8 +13,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas
 import pytest
 import SimpleITK as sitk
+import slicerio
 from PIL import Image
 
 from DPOScoringLib.bundle import BUNDLE_FILES
@@ -55,10 +57,16 @@ def test_bundle_round_trip_with_independent_readers(bundle):
     image, mapping, _ = read_lobe_source(out / "lobes.seg.nrrd")
     from_segmentation, _ = to_spec_labels(sitk.GetArrayFromImage(image), mapping)
     assert np.array_equal(labelmap, from_segmentation) and set(np.unique(labelmap)) == set(range(7))
+    segmentation = slicerio.read_segmentation(str(out / "lobes.seg.nrrd"))  # Slicer's own reader package
+    assert [s["name"] for s in segmentation["segments"]][4] == "lingula"
+    assert np.array_equal(segmentation["voxels"].transpose(2, 1, 0), labelmap)
     reading = json.loads((out / "reading.json").read_text())
     rows = list(csv.DictReader(io.StringIO((out / "findings.csv").read_text())))
     assert [r["id"] for r in rows] == [f["id"] for f in reading["findings"]]
     assert all(r["status"] == "pending" for r in rows)
+    table = pandas.read_csv(out / "findings.csv")
+    assert list(table["id"]) == [f["id"] for f in reading["findings"]]
+    assert np.allclose(table[["x_lps", "y_lps", "z_lps"]].to_numpy(), [f["lps"] for f in reading["findings"]])
     scores = json.loads((out / "scores.json").read_text())
     recomputed = score_reading(parse_reading(reading))
     assert {k: v for k, v in scores.items() if k != "lobe_volumes_ml"} == json.loads(json.dumps(recomputed))
