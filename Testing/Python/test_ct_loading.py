@@ -181,3 +181,18 @@ def test_cli_detect_bad_input_exits_2_without_traceback(tmp_path, make, phrase):
     assert phrase in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c.json").exists()
+
+
+def test_input_checksum_matches_what_load_ct_records(tmp_path):
+    """Batch resumes by comparing this checksum with the bundle's, for files and DICOM folders."""
+    from DPOScoringLib.ct_image import input_checksum
+
+    folder = tmp_path / "dicom"
+    write_dicom_series(folder, small_ct(shape=(12, 40, 48)), "1.2.826.0.1.3680043.2.1125.301")
+    write_dicom_series(folder, small_ct(shape=(5, 40, 48)), "1.2.826.0.1.3680043.2.1125.302")
+    assert input_checksum(folder) == load_ct(folder).sha256
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(small_ct(), str(path))
+    assert input_checksum(path) == load_ct(path).sha256
+    with pytest.raises(DPOInputError, match="no such file"):
+        input_checksum(tmp_path / "absent.nrrd")
