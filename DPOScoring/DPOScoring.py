@@ -414,10 +414,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode.candidates if self._parameterNode else None
         if node is None:
             return
-        showRejected = self.ui.showRejectedCheckBox.checked
-        for index, record in enumerate(self.logic.mrml.records(node)):
-            node.SetNthControlPointVisibility(index, showRejected or record.get("status") != "rejected")
-            node.SetNthControlPointSelected(index, record.get("status") == "pending")
+        rejected = slicer.mrmlScene.GetFirstNodeByName("DPO rejected")
+        if rejected is not None and rejected.GetDisplayNode() is not None:
+            rejected.GetDisplayNode().SetVisibility(self.ui.showRejectedCheckBox.checked)
         if self._parameterNode.candidatesTable:
             self.logic.mrml.candidates_table(node, self._parameterNode.candidatesTable)
 
@@ -458,6 +457,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to open the review."), waitCursor=True):
             node = self._parameterNode
             markups = self.logic.mrml.load_review(folder)
+            self.logic.mrml.status_layers(markups)
             node.candidates = markups
             node.candidatesTable = self.logic.mrml.candidates_table(markups)
             _scores, node.resultsTable = self.logic.mrml.update_results(markups, None, self.logic.policyFrom(node))
@@ -528,6 +528,7 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic):
 
         document = load_candidates(path)
         markups = self.mrml.candidates_to_markups(document)
+        self.mrml.status_layers(markups)  # the views: one coloured markups node per status
         parameterNode.candidates = markups
         parameterNode.candidatesTable = self.mrml.candidates_table(markups)
         _scores, results = self.mrml.update_results(markups, None, self.policyFrom(parameterNode))

@@ -1,5 +1,6 @@
 """Review speed in the real MRML library (slicer-core, headless): 2,000 candidates loaded into a
-markups node and the candidates table, then one decision with its tally refresh, each against a
+markups node, its coloured status layers and the candidates table, then one decision with its tally
+refresh, each against a
 plain MRML reference measured in the same run (the same number of bare control points / one bare
 description change). Goals: loading under 0.3 s, a decision under 50 ms."""
 
@@ -55,11 +56,13 @@ def main(argv=None) -> int:
         scene = create_headless_scene()
         logic = DPOScoringMRMLLogic(scene)
         markups = logic.candidates_to_markups(document)
+        logic.status_layers(markups)
         logic.candidates_table(markups)
 
     scene = create_headless_scene()
     logic = DPOScoringMRMLLogic(scene)
     markups = logic.candidates_to_markups(document)
+    logic.status_layers(markups)
     table = logic.candidates_table(markups)
     _, results = logic.update_results(markups)
     counter = iter(range(10 ** 6))

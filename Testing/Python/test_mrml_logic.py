@@ -196,3 +196,29 @@ def test_extent_fraction_on_a_known_geometry():
     assert 0.02 < fraction < 0.1  # the part of a 10 mm ball inside a 30 x 30 x 90 mm lobe: about 0.045
     spread = {"RUL": [[k, j, x] for k in (7, 22) for j in (7, 22) for x in range(5, 90, 12)]}
     assert suggested_extent_fractions(lobes, (1.0, 1.0, 1.0), spread)["RUL"] > 0.5
+
+
+def test_status_layers_colour_the_views_and_follow_each_decision(phantom_1mm):
+    from DPOScoringLib.mrml_logic import STATUS_LAYERS
+
+    scene = create_headless_scene()
+    logic = DPOScoringMRMLLogic(scene)
+    run = phantom_1mm.run
+    markups = logic.candidates_to_markups(candidates_document(run.ct, run.result, run.warnings, run.sources,
+                                                              run.lung_volumes_ml))
+    layers = logic.status_layers(markups)
+    records = logic.records(markups)
+    separate = sum(1 for r in records if r["kind"] == "large_calcified")
+    assert layers["pending"].GetNumberOfControlPoints() == len(records) - separate
+    assert layers["separate"].GetNumberOfControlPoints() == separate
+    assert layers["confirmed"].GetDisplayNode().GetSelectedColor() == STATUS_LAYERS["confirmed"][1]
+    assert not markups.GetDisplayNode().GetVisibility()
+    nodular = next(i for i, r in enumerate(records) if r["kind"] == "nodular")
+    logic.decide(markups, nodular, "reader-1", status="confirmed")
+    assert layers["confirmed"].GetNumberOfControlPoints() == 1
+    assert layers["confirmed"].GetNthControlPointLabel(0) == records[nodular]["id"]
+    assert layers["pending"].GetNumberOfControlPoints() == len(records) - separate - 1
+    logic.undo(markups, "reader-1")
+    assert layers["confirmed"].GetNumberOfControlPoints() == 0
+    logic.decide(markups, nodular, "reader-1", kind="granuloma", status="confirmed")
+    assert layers["separate"].GetNumberOfControlPoints() == separate + 1
