@@ -27,7 +27,7 @@ def example_reading_path() -> Path:
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("scoring policy (spec section 5; defaults in bold in the docs)")
+    group = parser.add_argument_group("scoring policy (spec section 5; the paper-faithful defaults are documented in README)")
     group.add_argument("--def1", choices=DEF1_VARIANTS, default="default",
                        help="definition 1: default = bilateral and >= 10; total = >= 10")
     group.add_argument("--def2", choices=DEF2_VARIANTS, default="default",
@@ -35,6 +35,15 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
                             "each-lung = a right and a left lobe >= 5")
     group.add_argument("--dendriform-nodules", choices=DENDRIFORM_NODULE_VARIANTS, default="exclude",
                        help="nodular POs in a dendriform lobe: exclude (default) or count")
+
+
+def _add_case_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``batch``: how lobes are made, who reads, the policy."""
+    parser.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures")
+    parser.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
+    parser.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
+    parser.add_argument("--reader", help="reader ID recorded in the provenance")
+    _add_policy_options(parser)
 
 
 def _policy(args: argparse.Namespace) -> ScoringPolicy:
@@ -213,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="contrast-enhanced study: detect it (default), or say so")
     detect.add_argument("--series-uid", help="DICOM SeriesInstanceUID to read (default: most slices)")
     detect.add_argument("--seed-hu", type=float, help="peak threshold in HU (default 300)")
-    detect.add_argument("--grow-hu", type=float, help="extent threshold in HU (default 150)")
+    detect.add_argument("--grow-hu", type=float, help="extent threshold in HU (default 100)")
     detect.add_argument("--force", action="store_true", help="replace --out if it exists")
     detect.add_argument("--quiet", action="store_true", help="no progress lines")
     detect.set_defaults(run=_cmd_detect)
@@ -239,11 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the whole pipeline for one CT: lobes, candidates, bundle and report")
     run.add_argument("ct", metavar="CT")
     run.add_argument("--out", required=True, help="the case bundle folder to write")
-    run.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures")
-    run.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
-    run.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
-    run.add_argument("--reader", help="reader ID recorded in the provenance")
-    _add_policy_options(run)
+    _add_case_options(run)
     run.add_argument("--force", action="store_true", help="replace an existing bundle")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(run=_cmd_run)
@@ -252,11 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("input", metavar="INPUT", help="folder of CTs, or CSV with case_id, path (+ columns)")
     batch.add_argument("--out", required=True, help="folder for the bundles, cohort.csv and batch.log")
     batch.add_argument("--workers", type=int, default=1, help="cases scored at once (processes)")
-    batch.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures")
-    batch.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
-    batch.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
-    batch.add_argument("--reader", help="reader ID recorded in the provenance")
-    _add_policy_options(batch)
+    _add_case_options(batch)
     batch.set_defaults(run=_cmd_batch)
 
     demo = commands.add_parser("demo", help="run the pipeline on a built-in synthetic chest CT and score it")
