@@ -27,7 +27,7 @@ def example_reading_path() -> Path:
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("scoring policy (spec section 5; the paper-faithful defaults are documented in README)")
+    group = parser.add_argument_group("scoring policy (spec section 5; defaults documented in the README)")
     group.add_argument("--def1", choices=DEF1_VARIANTS, default="default",
                        help="definition 1: default = bilateral and >= 10; total = >= 10")
     group.add_argument("--def2", choices=DEF2_VARIANTS, default="default",
