@@ -23,6 +23,7 @@ from .lobes import BY_LABEL, UNASSIGNED
 from .measurements import DENDRIFORM_MIN_EXTENT_MM, DENDRIFORM_MIN_SLICES, measure_candidate
 from .pleura_geometry import LungGeometry
 from .progress import Progress, ensure_progress
+from .voxel_boxes import bounding_box
 
 LUNG_SIDE = {1: "right", 2: "left"}
 MEASURE_MARGIN_VOXELS = 4
@@ -91,15 +92,6 @@ def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:
                np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]]
     return tuple(slice(max(2 * p[0] - m - 1, 0), min(2 * p[-1] + m + 2, n))
                  for p, m, n in zip(present, margin, mask.shape))
-
-
-def _tight_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """The mask's bounding box within its own array, grown by ``margin`` voxels."""
-    box = []
-    for axis in range(3):
-        present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
-        box.append(slice(max(present[0] - margin, 0), min(present[-1] + margin + 1, mask.shape[axis])))
-    return tuple(box)
 
 
 def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float = 5.0) -> str:
@@ -293,7 +285,7 @@ class _Detector:
     def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
         params = self.params
         lung_fraction = self._envelope_fraction(component, lung_local)
-        inner = _tight_box(component, MEASURE_MARGIN_VOXELS)  # measuring needs only a thin margin
+        inner = bounding_box(component, MEASURE_MARGIN_VOXELS)  # measuring needs only a thin margin
         crop, component = crop[inner], component[inner]
         lo_outer = lo
         lo = lo + np.array([b.start for b in inner])

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from .airways import track_airways
 from .progress import Progress, ensure_progress
+from .voxel_boxes import bounding_box
 
 AIR_HU = -400
 OUTSIDE_AIR_MEAN_HU = -970
@@ -68,11 +69,6 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     return filled
 
 
-def _crop(mask: np.ndarray):
-    coords = [np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
-    return tuple(slice(c[0], c[-1] + 1) for c in coords)
-
-
 def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress: Progress):
     """Steps 1-3 on a (possibly coarse) grid: (labels, airway mask, airway zone, warnings, carina)."""
     warnings: list[str] = []
@@ -103,7 +99,7 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     margin = np.ceil(AIRWAY_MARGIN_MM / np.array(spacing[::-1])).astype(int)
     airway_zone = airway.mask
     if airway.mask.any():
-        box = tuple(slice(max(s.start - m, 0), s.stop + m) for s, m in zip(_crop(airway.mask), margin))
+        box = bounding_box(airway.mask, margin)
         airway_zone = airway.mask.copy()
         airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=_ellipsoid(margin))
     lungs_air = inside_air & ~airway_zone
@@ -167,7 +163,7 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
     if not labels.any():
         raise ValueError("no lungs found")
     progress.step(0.72, "lung boundary at full resolution")
-    coarse_box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in _crop(labels > 0))
+    coarse_box = bounding_box(labels > 0, 1)
     box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, hu.shape))
     shape = tuple(b.stop - b.start for b in box)
     result = np.zeros(hu.shape, dtype=np.uint8)
@@ -192,7 +188,7 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         lung = inner == label
         if not lung.any():
             continue
-        lung_box = _crop(lung)
+        lung_box = bounding_box(lung)
         filled = _fill_holes_per_slice(lung[lung_box], max_hole, big_hole)
         inner[lung_box][filled & (inner[lung_box] == 0) & ~zone[box][lung_box]] = label
     counts = np.bincount(inner.ravel(), minlength=3)
@@ -208,7 +204,7 @@ def _upsample_into(mask: np.ndarray, factor, shape, air_of: np.ndarray | None = 
     full = np.zeros(shape, dtype=bool)
     if not mask.any():
         return full
-    coarse_box = _crop(mask)
+    coarse_box = bounding_box(mask)
     box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, shape))
     full[box] = _upsample(mask[coarse_box], factor, tuple(b.stop - b.start for b in box))
     if air_of is not None:

@@ -22,6 +22,7 @@ from .errors import DPOInputError
 from .lingula_split import split_lingula
 from .lobe_files import LUNGMASK_LTRC, to_spec_labels
 from .progress import Progress, ensure_progress
+from .voxel_boxes import bounding_box
 
 LUNGMASK_VERSION = "0.2.22"
 WEIGHT_FILES = {
@@ -78,8 +79,7 @@ def include_dense_findings(lobes: np.ndarray, hu: np.ndarray, spacing) -> tuple[
     < 3,000 mm^3) touching a lobe are given the lobe they touch most; returns the count."""
     if not lobes.any():
         return lobes, 0
-    present = ndimage.find_objects((lobes > 0).astype(np.uint8))[0]
-    box = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in present)
+    box = bounding_box(lobes > 0, 3)
     local_lobes = lobes[box]
     dense = (hu[box] >= DENSE_HU) & (local_lobes == 0)
     components = cc3d.connected_components(dense, connectivity=26)
