@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .errors import DPOCancelled, DPOInputError
 from .policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS, ScoringPolicy
-from .safe_files import atomic_write_json, to_json_text
+from .safe_files import atomic_write_json, refuse_existing, to_json_text
 
 EXIT_SOME_CASES_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -35,6 +35,11 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
                             "each-lung = a right and a left lobe >= 5")
     group.add_argument("--dendriform-nodules", choices=DENDRIFORM_NODULE_VARIANTS, default="exclude",
                        help="nodular POs in a dendriform lobe: exclude (default) or count")
+
+
+def _add_force_and_quiet(parser: argparse.ArgumentParser, force_help: str = "replace --out if it exists") -> None:
+    parser.add_argument("--force", action="store_true", help=force_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _add_case_options(parser: argparse.ArgumentParser) -> None:
@@ -133,8 +138,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from .pipeline import run_detection
     from .progress import Progress
 
-    if Path(args.out).exists() and not args.force:
-        raise DPOInputError(args.out, "already exists; not overwritten (use --force to replace it)")
+    refuse_existing(args.out, args.force)  # before minutes of work, not after
     params = DetectionParams()
     overrides = {k: v for k, v in (("seed_hu", args.seed_hu), ("grow_hu", args.grow_hu)) if v is not None}
     if overrides:
@@ -155,8 +159,7 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     from .lobe_pipeline import compute_lobes, write_lobes
     from .progress import Progress
 
-    if Path(args.out).exists() and not args.force:
-        raise DPOInputError(args.out, "already exists; not overwritten (use --force to replace it)")
+    refuse_existing(args.out, args.force)
     ct = load_ct(args.ct)
     result = compute_lobes(ct, args.method, args.source, args.weights, args.points, args.device,
                            args.numbering, progress=Progress(_stderr_progress(args.quiet)))
@@ -223,8 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--series-uid", help="DICOM SeriesInstanceUID to read (default: most slices)")
     detect.add_argument("--seed-hu", type=float, help="peak threshold in HU (default 300)")
     detect.add_argument("--grow-hu", type=float, help="extent threshold in HU (default 100)")
-    detect.add_argument("--force", action="store_true", help="replace --out if it exists")
-    detect.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_force_and_quiet(detect)
     detect.set_defaults(run=_cmd_detect)
 
     lobes = commands.add_parser("lobes", help="segment the six lobes (the lingula separate)")
@@ -241,16 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     lobes.add_argument("--points", metavar="JSON", help="fissure control points (dpo-fissure-points/1)")
     lobes.add_argument("--points-out", metavar="JSON", help="write the control points used")
     lobes.add_argument("--out", required=True, help="label map (values 1-6) or .seg.nrrd")
-    lobes.add_argument("--force", action="store_true", help="replace --out if it exists")
-    lobes.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_force_and_quiet(lobes)
     lobes.set_defaults(run=_cmd_lobes)
 
     run = commands.add_parser("run", help="the whole pipeline for one CT: lobes, candidates, bundle and report")
     run.add_argument("ct", metavar="CT")
     run.add_argument("--out", required=True, help="the case bundle folder to write")
     _add_case_options(run)
-    run.add_argument("--force", action="store_true", help="replace an existing bundle")
-    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_force_and_quiet(run, "replace an existing bundle")
     run.set_defaults(run=_cmd_run)
 
     batch = commands.add_parser("batch", help="score a folder of CTs or a CSV manifest, one bundle per case")
@@ -265,8 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output",
                       help="folder for the demo's files (default: demo-output)")
     demo.add_argument("--seed", type=int, default=7, help="phantom random seed")
-    demo.add_argument("--force", action="store_true", help="replace the files of an earlier demo")
-    demo.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_force_and_quiet(demo, "replace the files of an earlier demo")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

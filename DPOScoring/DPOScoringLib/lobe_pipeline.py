@@ -17,6 +17,7 @@ from .lingula_split import split_lingula
 from .lobe_files import lobe_volumes_ml, read_lobe_source, to_spec_labels, write_label_map, write_segmentation
 from .lung_mask import segment_lungs
 from .progress import Progress, ensure_progress
+from .safe_files import refuse_existing
 
 METHODS = ("fissures", "lungmask", "import")
 
@@ -85,8 +86,7 @@ def compute_lobes(ct: CTVolume, method: str = "fissures", source: str | Path | N
 def write_lobes(path: str | Path, lobes: np.ndarray, ct: CTVolume, overwrite: bool = False) -> Path:
     """A label map (values 1-6), or a Slicer segmentation when the name ends in ``.seg.nrrd``."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise DPOInputError(str(path), "already exists; not overwritten (use --force to replace it)")
+    refuse_existing(path, overwrite)
     temporary = path.with_name(f".{path.name}.part{''.join(path.suffixes)}")
     writer = write_segmentation if path.name.endswith(".seg.nrrd") else write_label_map
     writer(temporary, lobes, ct.image)

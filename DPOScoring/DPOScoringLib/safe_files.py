@@ -10,12 +10,17 @@ from pathlib import Path
 from .errors import DPOInputError
 
 
+def refuse_existing(path: str | Path, overwrite: bool) -> None:
+    """A file the user already has is never replaced unless they said so."""
+    if Path(path).exists() and not overwrite:
+        raise DPOInputError(str(path), "already exists; not overwritten (use --force to replace it)")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic
     rename. Refuses to replace an existing file unless ``overwrite`` is true."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise DPOInputError(str(path), "already exists; not overwritten (use --force to replace it)")
+    refuse_existing(path, overwrite)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise DPOInputError(str(path), f"folder {folder} does not exist")
