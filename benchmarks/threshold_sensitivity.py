@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from DPOScoringLib.airways import track_airways
 from DPOScoringLib.candidates import DetectionParams, detect_candidates
 from DPOScoringLib.ct_image import check_ct_image
-from DPOScoringLib.phantom import PhantomSpec, generate_phantom
+from DPOScoringLib.phantom import PhantomSpec, generate_phantom, truth_reach_mm
 
 
 def evaluate(ct, lungs, lobes, airways, truth, params):
@@ -33,7 +33,7 @@ def evaluate(ct, lungs, lobes, airways, truth, params):
             return None
         distances = np.linalg.norm(positions - np.array(finding["lps"]), axis=1)
         index = int(np.argmin(distances))
-        reach = (6.0 if finding["kind"] == "dendriform" else finding["diameter_mm"] / 2.0) + 1.5
+        reach = truth_reach_mm(finding)
         if distances[index] <= reach:
             matched.add(index)
             return result.candidates[index]

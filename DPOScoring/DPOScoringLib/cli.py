@@ -83,7 +83,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import json
 
     from .case_run import run_case
-    from .phantom import PhantomSpec, generate_phantom, write_phantom
+    from .phantom import PhantomSpec, generate_phantom, matches_truth, write_phantom
     from .progress import Progress
     from .score_summary import text_report
 
@@ -100,9 +100,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     def simulated_reader(document: dict) -> dict:
         statuses = {}
         for candidate in document["candidates"]:
-            near = [f for f in truth["findings"]
-                    if sum((a - b) ** 2 for a, b in zip(f["lps"], candidate["lps"])) ** 0.5
-                    <= (6.0 if f["kind"] == "dendriform" else f["diameter_mm"] / 2 + 1.5)]
+            near = any(matches_truth(f, candidate["lps"]) for f in truth["findings"])
             statuses[candidate["id"]] = "confirmed" if near else "rejected"
         return statuses
 

@@ -426,6 +426,16 @@ def generate_phantom(spec: PhantomSpec | None = None, progress: Progress | None 
     return Phantom(ct=to_image(ct_array), lobes=to_image(lobes), lungs=to_image(lungs), truth=truth)
 
 
+def truth_reach_mm(finding: dict) -> float:
+    """How far (mm) from a truth finding's centre a candidate may lie and still be that finding:
+    its radius (a dendriform tree: 6 mm around its centre) plus 1.5 mm."""
+    return (6.0 if finding["kind"] == "dendriform" else finding["diameter_mm"] / 2.0) + 1.5
+
+
+def matches_truth(finding: dict, lps) -> bool:
+    return float(np.linalg.norm(np.asarray(lps, dtype=float) - finding["lps"])) <= truth_reach_mm(finding)
+
+
 PHANTOM_FILES = {"ct": "ct.nrrd", "lobes": "lobes.nrrd", "lungs": "lungs.nrrd", "truth": "truth.json"}
 
 

@@ -12,6 +12,8 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from DPOScoringLib.phantom import truth_reach_mm  # noqa: E402
+
 REAL_CT = SHARED_DATA / "chest-ct-thorax-2mm.nii.gz"
 REAL_CROP = SHARED_DATA / "chest-ct-right-lung-crop.mha"
 
@@ -42,7 +44,7 @@ class PhantomCase:
         positions = np.array([c.lps for c in self.candidates])
         distances = np.linalg.norm(positions - np.array(finding["lps"]), axis=1)
         index = int(np.argmin(distances))
-        reach = (6.0 if finding["kind"] == "dendriform" else finding["diameter_mm"] / 2.0) + 1.5
+        reach = truth_reach_mm(finding)
         return self.candidates[index] if distances[index] <= reach else None
 
     def unmatched_candidates(self):
