@@ -417,8 +417,6 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         rejected = slicer.mrmlScene.GetFirstNodeByName("DPO rejected")
         if rejected is not None and rejected.GetDisplayNode() is not None:
             rejected.GetDisplayNode().SetVisibility(self.ui.showRejectedCheckBox.checked)
-        if self._parameterNode.candidatesTable:
-            self.logic.mrml.candidates_table(node, self._parameterNode.candidatesTable)
 
     def _refreshResults(self) -> None:
         node = self._parameterNode
