@@ -140,9 +140,15 @@ def run_batch(source: str | Path, out: str | Path, workers: int = 1, options: di
         else:
             todo.append(case)
 
+    by_id = {case["case_id"]: case for case in cases}
+
+    def row_of(case_id: str) -> dict:
+        return _cohort_row(by_id[case_id], statuses.get(case_id, "pending"), out, checksums.get(case_id, ""))
+
+    table = {case["case_id"]: row_of(case["case_id"]) for case in cases}  # each row read from disk once
+
     def rows() -> list[dict]:
-        return [_cohort_row(c, statuses.get(c["case_id"], "pending"), out, checksums.get(c["case_id"], ""))
-                for c in cases]
+        return [table[case["case_id"]] for case in cases]
 
     _write_cohort(out, rows())
     started, finished = time.monotonic(), 0
@@ -151,6 +157,7 @@ def run_batch(source: str | Path, out: str | Path, workers: int = 1, options: di
         for future in concurrent.futures.as_completed(futures):
             case_id, status = future.result()
             statuses[case_id] = status
+            table[case_id] = row_of(case_id)  # only the case that just finished changes
             finished += 1
             note(f"{case_id}: {status}")
             _write_cohort(out, rows())
