@@ -5,6 +5,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 REPO = HERE.parents[1]
+# Test the checkout the tests live in (also in subprocesses), whatever copy is installed in the venv.
+sys.path.insert(0, str(REPO / "DPOScoring"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "DPOScoring"), os.environ.get("PYTHONPATH")]))
 SHARED_DATA = Path(os.environ.get("DPO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 import json  # noqa: E402
