@@ -1,11 +1,18 @@
-"""Right and left lung masks without learned weights.
+"""Right and left lung masks without learned weights, found from the body inward.
 
-1. Air (< -400 HU) components; those touching the side faces of the volume with a mean below
-   -970 HU are outside air. The rest is air inside the body: lungs, airways, bowel gas.
+1. The body and the air outside it by shape and connectivity (``body_mask.py``): the air that
+   lies mostly outside the body's per-slice convex hull is outside air, whatever its HU (noise,
+   sharp kernels, padding at -2000/-3024, the table). The rest is air inside the body.
 2. Trachea and main bronchi are tracked (``airways.py``) and cut out, with a 1.5 mm margin.
-3. Lungs are the large remaining components (the largest, and any other with >= 15 % of its
-   volume). Two lungs fused into one component are split at the trachea's x position.
-4. Holes in each axial slice of each lung (vessels, nodules, ossifications) up to 2,000 mm^2 are
+3. Lungs are the large air components inside the body that look like lung (>= 50 ml, mean above
+   -960 HU: parenchyma, not trapped bowel gas); with less than 250 ml of them the scan is refused
+   ("no lungs in the field of view"). Two lungs fused into one component are split at the
+   trachea's x position; a lung seen alone is named by the side its mediastinal surface faces.
+4. Each lung takes the small air spaces within 3 mm of it (honeycomb cysts, bullae) and is closed
+   with a 6 mm ball, so that what the air threshold leaves out at its surface (a PO on the pleura,
+   reticulation between subpleural cysts) is inside it; the smooth chest wall and the convex
+   mediastinum stay out. Dense consolidation thicker than the ball at the surface stays out.
+5. Holes in each axial slice of each lung (vessels, nodules, ossifications) up to 2,000 mm^2 are
    filled, except the top of the diaphragm dome (a hole of >= 150 mm^2 resting on non-lung that
    stayed open in the slice below). The right lung (label 1) is the one at lower LPS x; the left is label 2.
 """
@@ -15,16 +22,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import cc3d
+import edt
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 
 from .airways import track_airways
+from .body_mask import body_component, inside_hull, outside_air_labels
+from .errors import DPOInputError
 from .progress import Progress, ensure_progress
 from .voxel_boxes import bounding_box
 
 AIR_HU = -400
-OUTSIDE_AIR_MEAN_HU = -970
 MIN_LUNG_FRACTION = 0.15
+MIN_COMPONENT_ML = 50.0  # a lung seen in the field of view is larger than this
+MIN_LUNGS_ML = 250.0  # refuse a scan with less lung than this (no thorax in the field of view)
+GAS_MEAN_HU = -960.0  # trapped gas (bowel) is darker on average than lung parenchyma
+CYST_REACH_MM = 3.0  # small air spaces this close to a lung are its cysts (honeycombing, bullae)
+SIDE_PULL_FRACTION = 0.1  # the concavity's mean offset from the lung's centre, as a share of its width
+PLEURAL_CLOSING_MM = 6.0  # ball that rolls along the lung surface: larger than a pleural calcified nodule's radius
 AIRWAY_MARGIN_MM = 1.5
 MAX_HOLE_MM2 = 2000.0
 DOME_HOLE_MM2 = 150.0
@@ -69,28 +85,42 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     return filled
 
 
+def _lung_like(labels: np.ndarray, hu: np.ndarray, label_ids, voxel_ml: float) -> list[int]:
+    """The components that look like lung: big enough, and parenchyma (vessels and interstitium
+    raise lung above pure air: -700 to -930 HU on average, severe emphysema included) rather than
+    trapped gas (bowel, about -1000 HU)."""
+    ids = np.asarray(label_ids, dtype=np.int64)
+    if ids.size == 0:
+        return []
+    counts = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)
+    sums = np.bincount(labels.ravel(), weights=np.maximum(hu, -1024).ravel(), minlength=len(counts))
+    means = sums / np.maximum(counts, 1)
+    return [int(label) for label in ids
+            if counts[label] * voxel_ml >= MIN_COMPONENT_ML and means[label] > GAS_MEAN_HU]
+
+
 def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress: Progress):
     """Steps 1-3 on a (possibly coarse) grid: (labels, airway mask, airway zone, warnings, carina)."""
     warnings: list[str] = []
-    progress.step(0.0, "finding air")
-    air = hu < AIR_HU
-    labels = cc3d.connected_components(air, connectivity=6)
-    del air
-    progress.step(0.3, "separating outside air")
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    progress.step(0.0, "finding the body")
+    hull = inside_hull(body_component(hu))
+    progress.step(0.2, "finding air inside the body")
+    labels = cc3d.connected_components(hu < AIR_HU, connectivity=6)
+    outside = outside_air_labels(labels, hull)
     counts = np.bincount(labels.ravel())
-    sub_labels = labels[::2, ::2, ::2].ravel()
-    sums = np.bincount(sub_labels, weights=hu[::2, ::2, ::2].ravel(), minlength=len(counts))
-    sub_counts = np.bincount(sub_labels, minlength=len(counts))
-    means = sums / np.maximum(sub_counts, 1)
-    outside = {label for label in _side_touching(labels) if means[label] < OUTSIDE_AIR_MEAN_HU}
-    candidates = [label for label in np.argsort(counts)[::-1] if label != 0 and label not in outside]
-    if not candidates:
-        raise ValueError("no air inside the body: no lungs found")
-    largest = counts[candidates[0]]
-    kept = [label for label in candidates[:4] if counts[label] >= MIN_LUNG_FRACTION * largest]
+    order = [int(label) for label in np.argsort(counts)[::-1] if label != 0 and label not in outside]
+    lung_like = _lung_like(labels, hu, order[:8], voxel_ml)
+    largest = counts[lung_like[0]] if lung_like else 0
+    kept = [label for label in lung_like[:4] if counts[label] >= MIN_LUNG_FRACTION * largest]
+    if sum(counts[label] for label in kept) * voxel_ml < MIN_LUNGS_ML:
+        raise DPOInputError("", f"no lungs in the field of view: air inside the body that looks like lung "
+                                f"totals {sum(counts[label] for label in kept) * voxel_ml:.0f} ml "
+                                f"(at least {MIN_LUNGS_ML:.0f} ml expected in a chest CT)")
     inside_air = np.isin(labels, kept)
-    inside_body = ~np.isin(labels, list(outside))
-    del labels
+    small_air = (labels > 0) & ~inside_air & ~np.isin(labels, list(outside))
+    inside_body = hull & ~np.isin(labels, list(outside))
+    del labels, hull
     progress.step(0.45, "tracking the trachea and main bronchi")
     airway = track_airways(hu, inside_body, spacing)
     del inside_body
@@ -101,7 +131,7 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     if airway.mask.any():
         box = bounding_box(airway.mask, margin)
         airway_zone = airway.mask.copy()
-        airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=_ellipsoid(margin))
+        airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=ellipsoid_structure(margin))
     lungs_air = inside_air & ~airway_zone
     del inside_air
     if not airway_zone.any():
@@ -128,11 +158,59 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
             result[right_part] = RIGHT_LABEL
             result[single & ~right_part] = LEFT_LABEL
         else:
-            side = RIGHT_LABEL if share >= 0.5 else LEFT_LABEL
+            side, how = side_of_single_lung(single, share)
             result[single] = side
             warnings.append(f"only one lung in the field of view (taken as the "
-                            f"{'right' if side == RIGHT_LABEL else 'left'} lung from its position)")
+                            f"{'right' if side == RIGHT_LABEL else 'left'} lung from {how})")
+    del parts
+    progress.step(0.75, "adding honeycomb cysts and the subpleural lung")
+    _extend_to_pleura(result, small_air & ~airway_zone, airway_zone, spacing)
     return result, airway.mask, airway_zone, warnings, airway.carina_slice
+
+
+def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np.ndarray, spacing) -> None:
+    """In place: each lung takes the small air spaces within ``CYST_REACH_MM`` of it (honeycomb
+    cysts and bullae walled off from the aerated lung), then is closed with a ball of
+    ``PLEURAL_CLOSING_MM``: what the air threshold leaves out at the lung's surface (a PO on the
+    pleura, reticulation between subpleural cysts, a dense strip between them) is lung, while the
+    smooth chest wall and the convex mediastinum stay out."""
+    anisotropy = tuple(float(s) for s in spacing[::-1])
+    for label in (RIGHT_LABEL, LEFT_LABEL):
+        lung = labels == label
+        if not lung.any():
+            continue
+        margin = np.ceil((PLEURAL_CLOSING_MM + CYST_REACH_MM) / np.array(anisotropy)).astype(int) + 2
+        box = bounding_box(lung, margin)
+        local = lung[box]
+        near = edt.edt(~local, anisotropy=anisotropy, black_border=False) <= CYST_REACH_MM
+        cysts = cc3d.connected_components(small_air[box], connectivity=6)
+        touching = np.unique(cysts[near & (cysts > 0)])
+        local |= np.isin(cysts, touching[touching > 0])
+        grown = edt.edt(~local, anisotropy=anisotropy, black_border=False) <= PLEURAL_CLOSING_MM
+        closed = edt.edt(grown, anisotropy=anisotropy, black_border=False) > PLEURAL_CLOSING_MM
+        target = labels[box]
+        target[(closed | local) & (target == 0) & ~airway_zone[box]] = label
+
+
+def side_of_single_lung(lung: np.ndarray, share_right_of_midline: float) -> tuple[int, str]:
+    """Right or left for a lung seen alone (a cropped field of view): by anatomy, the side its
+    medial concavity (where it wraps around the heart and mediastinum) faces; toward patient left
+    (+x, higher columns) means a right lung. Falls back to its side of the image midline."""
+    slices = np.nonzero(lung.any(axis=(1, 2)))[0]
+    pull, hollow, width = 0.0, 0, 0.0
+    for k in slices[len(slices) // 5: max(4 * len(slices) // 5, 1)]:
+        section = lung[k, ::2, ::2]
+        if section.sum() < 20:
+            continue
+        cols = np.nonzero(section)[1]
+        hollow_cols = np.nonzero(convex_hull_image(section) & ~section)[1]
+        pull += float((hollow_cols - cols.mean()).sum())
+        hollow += hollow_cols.size
+        width += float(np.ptp(cols) + 1) * hollow_cols.size
+    if hollow and abs(pull / hollow) >= SIDE_PULL_FRACTION * width / hollow:
+        return (RIGHT_LABEL if pull > 0 else LEFT_LABEL), "the side its mediastinal surface faces"
+    side = RIGHT_LABEL if share_right_of_midline >= 0.5 else LEFT_LABEL
+    return side, "its position in the image (its mediastinal surface could not be told)"
 
 
 def _upsample(coarse: np.ndarray, factor, shape) -> np.ndarray:
@@ -159,6 +237,7 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
     coarse_spacing = (spacing[0] * factor[2], spacing[1] * factor[1], spacing[2] * factor[0])
     labels, airways, airway_zone, warnings, carina = _separate_lungs(coarse_hu, coarse_spacing, origin_x_mm,
                                                                      progress.sub(0.0, 0.7))
+    closing_added = (labels > 0) & (coarse_hu >= AIR_HU)  # the lung's dense surface, not air
     del coarse_hu
     if not labels.any():
         raise ValueError("no lungs found")
@@ -173,12 +252,14 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         near = np.where(local > 0, local, ndimage.maximum_filter(local, size=3))
         result[box] = np.where(hu[box] < AIR_HU, _upsample(near, factor, shape), np.uint8(0))
         del near
+        dense_surface = _upsample(np.where(closing_added[coarse_box], local, np.uint8(0)), factor, shape)
         airways = _upsample_into(airways, factor, hu.shape, hu)
         zone = _upsample_into(airway_zone, factor, hu.shape)
         carina = None if carina is None else carina * factor[0]
     else:
         result[box] = labels[box]
         zone = airway_zone
+        dense_surface = None
     result[box][zone[box]] = 0
     progress.step(0.8, "filling holes")
     max_hole = int(MAX_HOLE_MM2 / (spacing[0] * spacing[1]))
@@ -191,6 +272,9 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         lung_box = bounding_box(lung)
         filled = _fill_holes_per_slice(lung[lung_box], max_hole, big_hole)
         inner[lung_box][filled & (inner[lung_box] == 0) & ~zone[box][lung_box]] = label
+    if dense_surface is not None:
+        inner[(inner == 0) & (dense_surface > 0) & ~zone[box]] = dense_surface[(inner == 0) & (dense_surface > 0)
+                                                                               & ~zone[box]]
     counts = np.bincount(inner.ravel(), minlength=3)
     volumes = {"right": round(float(counts[RIGHT_LABEL]) * voxel_ml, 1),
                "left": round(float(counts[LEFT_LABEL]) * voxel_ml, 1)}
@@ -222,7 +306,7 @@ def _midline_column(n_columns: int, spacing_x: float, origin_x_mm: float | None,
     return n_columns / 2.0
 
 
-def _ellipsoid(radius_voxels) -> np.ndarray:
+def ellipsoid_structure(radius_voxels) -> np.ndarray:
     rk, rj, ri = (max(int(r), 1) for r in radius_voxels)
     k, j, i = np.ogrid[-rk:rk + 1, -rj:rj + 1, -ri:ri + 1]
     return (k / rk) ** 2 + (j / rj) ** 2 + (i / ri) ** 2 <= 1.0

@@ -53,5 +53,5 @@ def test_real_crop_with_one_lung_is_the_right_lung():
 def test_no_air_inside_body_raises():
     hu = np.full((6, 20, 20), 40, dtype=np.int16)
     hu[:, 0, :] = -1000
-    with pytest.raises(ValueError, match="no lungs found"):
+    with pytest.raises(ValueError, match="no lungs in the field of view"):
         segment_lungs(hu, (1.0, 1.0, 1.0))
