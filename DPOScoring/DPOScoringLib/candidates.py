@@ -20,7 +20,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .lobes import BY_LABEL, UNASSIGNED
-from .measurements import DENDRIFORM_MIN_EXTENT_MM, DENDRIFORM_MIN_SLICES, measure_candidate
+from .measurements import (
+    DENDRIFORM_MAX_THICKNESS_MM,
+    DENDRIFORM_MIN_EXTENT_MM,
+    DENDRIFORM_MIN_SLICES,
+    measure_candidate,
+)
 from .pleura_geometry import LungGeometry
 from .progress import Progress, ensure_progress
 from .voxel_boxes import bounding_box
@@ -35,17 +40,21 @@ class DetectionParams:
     grow_hu: float = 100.0  # its extent: connected voxels at or above this (above soft tissue)
     contrast_seed_hu: float = 600.0  # with contrast: what in a vessel structure reaches this is kept
     contrast_grow_hu: float = 450.0  # with contrast: its extent (above enhanced blood)
-    envelope_mm: float = 3.0  # rolling-ball radius of the pleural envelope (closing of the lung)
-    min_lung_fraction: float = 0.5  # share of a candidate's voxels inside the pleural envelope
+    min_lung_fraction: float = 0.5  # share of a structure's voxels inside the lung (bounded by the pleura)
+    touch_mm: float = 2.0  # structures this close to the lung are reported, as candidates or as excluded
     max_volume_mm3: float = 3000.0  # larger structures are bone or mediastinum, not nodules
     hilar_margin_mm: float = 10.0  # candidates this close to trachea/main bronchi are hilar
-    airway_lumen_hu: float = -950.0  # lumen air, for calcified cartilage lining an airway
+    airway_lumen_hu: float = -900.0  # lumen air (as airways.py), for calcified cartilage lining an airway
     airway_lumen_share: float = 0.03  # share of the shell around a finding that is lumen air
     airway_lumen_min_mm3: float = 20.0  # the air space must be this big (an airway, not noise)
+    airway_min_length_mm: float = 8.0  # an airway is a tube: at least this long within 12 mm of the finding
+    airway_min_aspect: float = 2.5  # and this many times longer than wide (a cyst or bulla is round)
     hilar_max_lung_shell: float = 0.5  # near the main airways and mostly not surrounded by lung
     fragment_gap_mm: float = 3.0  # pieces this close are fragments of one branching structure
     vessel_elongation: float = 2.0  # with contrast, structures longer than this x their equivalent
     #                                 diameter are vessels unless part of them reaches contrast_seed_hu
+    blood_margin_hu: float = 100.0  # a calcification must exceed the study's brightest blood (99th
+    #                                 percentile of the lung vessels: enhanced blood, sharp-kernel overshoot) by this
 
 
 @dataclass
@@ -68,6 +77,7 @@ class Candidate:
     confidence: float
     status: str = "pending"
     source: str = "detected"
+    fragments: int = 1  # pieces joined into this candidate (a branching structure broken by the grid)
 
     def to_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -108,18 +118,21 @@ def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float
     return BY_LABEL[label].code if label in BY_LABEL else UNASSIGNED
 
 
-def _beside_airway_lumen(crop: np.ndarray, region: np.ndarray, voxel_mm3: float, params: DetectionParams) -> bool:
-    """Calcified cartilage lines an airway: a share of the 2-voxel shell around it is lumen air
-    (< ``airway_lumen_hu``) belonging to an air space of at least ``airway_lumen_min_mm3``.
-    A PO in aerated lung has lung (about -850 HU) around it, not a lumen."""
-    shell = ndimage.binary_dilation(region, iterations=2) & ~region
-    lumen = crop < params.airway_lumen_hu
-    if float(lumen[shell].mean()) < params.airway_lumen_share:
+AIRWAY_WINDOW_MM = 12.0
+
+
+def _air_space_is_tube(points_mm: np.ndarray, params: DetectionParams) -> bool:
+    """An airway is a tube (long, narrow); a honeycomb cyst, a bulla or an emphysematous space is
+    round or irregular. From the principal axes of the air space's voxels: its length along the
+    first axis, and its width as the diameter of a cylinder with the same second moment."""
+    if len(points_mm) < 4:
         return False
-    spaces = cc3d.connected_components(lumen, connectivity=6)
-    touching = np.unique(spaces[shell & lumen])
-    sizes = np.bincount(spaces.ravel())
-    return bool(any(sizes[t] * voxel_mm3 >= params.airway_lumen_min_mm3 for t in touching if t))
+    centred = points_mm - points_mm.mean(axis=0)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(centred.T))
+    along = centred @ vectors[:, -1]
+    length = float(along.max() - along.min())
+    width = 4.0 * float(np.sqrt(max(eigenvalues[-2], 1e-6)))
+    return length >= params.airway_min_length_mm and length >= params.airway_min_aspect * width
 
 
 def _in_aerated_lung(region: np.ndarray, lung_local: np.ndarray) -> float:
@@ -168,21 +181,36 @@ def _linked_groups(regions_mm: list[np.ndarray], eligible: list[int], gap_mm: fl
     return [members for members in groups.values() if len(members) > 1]
 
 
+def _pieces_branch(points_mm: np.ndarray, spacing_kji: np.ndarray, extent_mm: float) -> bool:
+    """Do pieces together form a branching structure of dendriform size over contiguous slices?
+    Branching: some of them stand off the line through the group (its principal axis) by more
+    than the radius of a dendriform branch (half ``DENDRIFORM_MAX_THICKNESS_MM``): a side branch,
+    not a row of beads. Pieces of a straight line do not branch."""
+    if extent_mm < DENDRIFORM_MIN_EXTENT_MM:
+        return False
+    if len(np.unique(np.round(points_mm[:, 0] / spacing_kji[0]))) < DENDRIFORM_MIN_SLICES:
+        return False
+    centred = points_mm - points_mm.mean(axis=0)
+    axis = np.linalg.eigh(np.cov(centred.T))[1][:, -1]
+    off_axis = np.linalg.norm(centred - np.outer(centred @ axis, axis), axis=1)
+    return float(off_axis.max()) > 0.5 * DENDRIFORM_MAX_THICKNESS_MM
+
+
 def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.ndarray],
-                              params: DetectionParams, slice_mm: float) -> list[Candidate]:
+                              params: DetectionParams, spacing_kji: np.ndarray) -> list[Candidate]:
     """A branching ossification breaks into pieces where its thin branches fall between voxels.
-    Pieces that nearly touch (gaps up to ``fragment_gap_mm``) are one structure when one of them
-    is dendriform, or when three or more together reach ``DENDRIFORM_MIN_EXTENT_MM`` over at
-    least three slices (branching on contiguous slices); that structure is dendriform."""
+    Pieces within ``fragment_gap_mm`` of each other are one candidate when one of them is
+    dendriform (branching) or when together they branch (``_pieces_branch``). Nodular pieces close
+    to each other that do not branch stay separate candidates: a cluster of POs is not a tree. The
+    owner records how many pieces it took in (``fragments``), so the reader is told."""
+    slice_mm = float(spacing_kji[0])
     eligible = [i for i, c in enumerate(candidates) if c.kind in ("nodular", "dendriform")]
     drop: set[int] = set()
     for members in _linked_groups(regions_mm, eligible, params.fragment_gap_mm):
         points = np.concatenate([regions_mm[i] for i in members])
         extent = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
-        slices = len(np.unique(np.round(points[:, 0] / slice_mm)))
-        has_tree = any(candidates[i].kind == "dendriform" for i in members)
-        if not has_tree and not (len(members) >= 3 and extent >= DENDRIFORM_MIN_EXTENT_MM
-                                 and slices >= DENDRIFORM_MIN_SLICES):
+        if not any(candidates[i].kind == "dendriform" for i in members) and not _pieces_branch(
+                points, spacing_kji, extent):
             continue
         owner_index = max(members, key=lambda i: (candidates[i].kind == "dendriform",
                                                   candidates[i].volume_mm3))
@@ -191,7 +219,8 @@ def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.n
         owner.volume_mm3 = sum(candidates[i].volume_mm3 for i in members)
         owner.peak_hu = max(candidates[i].peak_hu for i in members)
         owner.long_axis_mm = max(owner.long_axis_mm, extent)
-        owner.slices = slices
+        owner.slices = len(np.unique(np.round(points[:, 0] / slice_mm)))
+        owner.fragments = len(members)
         drop.update(i for i in members if i != owner_index)
     return [c for i, c in enumerate(candidates) if i not in drop]
 
@@ -199,14 +228,17 @@ def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.n
 class _Detector:
     """One detection run: the thresholded lung box, and the judgement of each structure in it."""
 
-    def __init__(self, hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of):
+    def __init__(self, hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of, blood_hu=None):
         self.spacing = spacing
         self.spacing_kji = np.array(spacing[::-1], dtype=float)
         self.voxel_mm3 = float(np.prod(self.spacing_kji))
         self.lungs, self.lobes, self.contrast, self.params = lungs, lobes, contrast, params
         self.ijk_of, self.lps_of = ijk_of, lps_of
-        self.seed_hu, self.grow_hu = params.seed_hu, params.grow_hu
-        self.margin = np.ceil(2.0 * params.envelope_mm / self.spacing_kji).astype(int) + 2
+        self.grow_hu = params.grow_hu
+        above_blood = (blood_hu + params.blood_margin_hu) if blood_hu is not None else -np.inf
+        self.contrast_seed_hu = max(params.contrast_seed_hu, above_blood)
+        self.seed_hu = max(params.seed_hu, above_blood)
+        self.margin = np.ceil(2.0 * params.touch_mm / self.spacing_kji).astype(int) + 2
         self.box = _bounding_box(lungs, self.margin)
         self.offset = np.array([s.start for s in self.box])
         self.ct = hu[self.box]
@@ -218,6 +250,30 @@ class _Detector:
         self.regions_mm: list[np.ndarray] = []
         self.vessels_suppressed = 0
 
+    def _lines_an_airway(self, region: np.ndarray, region_lo) -> bool:
+        """Calcified cartilage lines an airway: lumen air (< ``airway_lumen_hu``) of a tube-shaped
+        air space touches the finding's 2-voxel shell. The air space is looked at within 12 mm,
+        so that a tube can be told from a cyst beside the finding."""
+        params = self.params
+        shell = ndimage.binary_dilation(region, iterations=2) & ~region
+        lumen_shell = self.ct[tuple(slice(a, a + n) for a, n in zip(region_lo, region.shape))] < params.airway_lumen_hu
+        if float((lumen_shell & shell).sum()) < params.airway_lumen_share * float(shell.sum()):
+            return False
+        reach = np.ceil(AIRWAY_WINDOW_MM / self.spacing_kji).astype(int)
+        lo = np.maximum(np.asarray(region_lo) - reach, 0)
+        hi = np.minimum(np.asarray(region_lo) + np.array(region.shape) + reach, self.ct.shape)
+        spaces = cc3d.connected_components(self.ct[tuple(slice(a, b) for a, b in zip(lo, hi))]
+                                           < params.airway_lumen_hu, connectivity=6)
+        offset = np.asarray(region_lo) - lo
+        local = tuple(slice(o, o + n) for o, n in zip(offset, region.shape))
+        touching = np.unique(spaces[local][shell & lumen_shell])
+        for label in touching[touching > 0]:
+            points = np.argwhere(spaces == label)
+            if len(points) * self.voxel_mm3 >= params.airway_lumen_min_mm3 and _air_space_is_tube(
+                    points * self.spacing_kji, params):
+                return True
+        return False
+
     def _local(self, bbox_lo, bbox_hi, margin):
         lo = np.maximum(np.asarray(bbox_lo) - margin, 0)
         hi = np.minimum(np.asarray(bbox_hi) + margin, self.ct.shape)
@@ -226,18 +282,21 @@ class _Detector:
     def _lung_crop(self, lo, hi) -> np.ndarray:
         return self.lungs[tuple(slice(a + o, b + o) for a, b, o in zip(lo, hi, self.offset))] > 0
 
-    def _envelope_fraction(self, component: np.ndarray, lung_local: np.ndarray) -> float:
-        """Share of the structure inside the pleural envelope: the lung closed with a ball of
-        ``envelope_mm``. A finding on the pleura bulges into the lung and is inside it; a rib,
-        the chest wall or a calcification in the aortic wall or a hilar node is not."""
-        in_lung = float((component & lung_local).sum()) / float(component.sum())
-        if in_lung >= self.params.min_lung_fraction:
-            return in_lung
-        radius = self.params.envelope_mm
-        anisotropy = tuple(self.spacing_kji)
-        dilated = edt.edt(~lung_local, anisotropy=anisotropy, black_border=False) <= radius
-        envelope = edt.edt(dilated, anisotropy=anisotropy, black_border=False) > radius
-        return float((component & (envelope | lung_local)).sum()) / float(component.sum())
+    def _in_lung_share(self, component: np.ndarray, lung_local: np.ndarray) -> float:
+        return float((component & lung_local).sum()) / float(component.sum())
+
+    def _touches_lung(self, component: np.ndarray, lung_local: np.ndarray) -> bool:
+        """Within ``touch_mm`` of the lung: the structure grown by that distance (on its crop) meets it."""
+        if (component & lung_local).any():
+            return True
+        grown = edt.edt(~component, anisotropy=tuple(self.spacing_kji), black_border=False) <= self.params.touch_mm
+        return bool((grown & lung_local).any())
+
+    def _exclude(self, crop, component, lo, reason: str) -> None:
+        centre = (np.argwhere(component).mean(axis=0) + lo + self.offset)[::-1]
+        lps = [round(float(v), 3) for v in (self.lps_of(centre) if self.lps_of else centre)]
+        self.excluded.append({"lps": lps, "peak_hu": round(float(crop[component].max()), 1), "reason": reason,
+                              "volume_mm3": round(float(component.sum()) * self.voxel_mm3, 2)})
 
     def judge(self, labels: np.ndarray, label: int, seed_lo, seed_hi) -> None:
         """Decide on one structure (known by the box of its seed voxels): its share in or against
@@ -246,16 +305,27 @@ class _Detector:
         lo, hi, local = self._local(seed_lo, seed_hi, self.margin)
         component = labels[local] == label
         lung_local = self._lung_crop(lo, hi)
-        volume = float(component.sum()) * self.voxel_mm3
-        if volume > self.params.max_volume_mm3:
-            if not self.contrast or (component & lung_local).sum() < 0.5 * component.sum():
-                return  # bone or mediastinum
-        elif self._envelope_fraction(component, lung_local) < self.params.min_lung_fraction:
-            return  # chest wall, rib, spine, mediastinum or hilum: outside the pleural envelope
         crop = self.ct[local]
-        if self.contrast and _elongation(component, self.spacing_kji) > self.params.vessel_elongation:
-            self._split_enhanced_vessel(crop, component, lo)
+        volume = float(component.sum()) * self.voxel_mm3
+        share = self._in_lung_share(component, lung_local)
+        if volume > self.params.max_volume_mm3 and not (self.contrast and share >= 0.5):
+            if self._touches_lung(component, lung_local):
+                self._exclude(crop, component, lo, f"bone or mediastinum: a structure of {volume / 1000.0:.1f} ml "
+                                                   "touching the lung (rib, spine, sternum, heart or great vessel)")
             return
+        if share < self.params.min_lung_fraction:
+            if self._touches_lung(component, lung_local):
+                self._exclude(crop, component, lo, f"outside the lung: {100.0 * (1.0 - share):.0f} % of it lies "
+                                                   "beyond the lung surface (chest wall, rib, cartilage, mediastinum)")
+            return
+        if self.contrast:
+            peak = float(crop[component].max())
+            if peak < self.contrast_seed_hu:
+                self.vessels_suppressed += 1
+                return
+            if _elongation(component, self.spacing_kji) > self.params.vessel_elongation:
+                self._split_enhanced_vessel(crop, component, lo)
+                return
         self._keep_or_exclude(crop, component, lo, lung_local)
 
     def _split_enhanced_vessel(self, crop, component, lo) -> None:
@@ -263,7 +333,7 @@ class _Detector:
         seed threshold, grown at the contrast grow threshold, is judged on its own."""
         dense = component & (crop >= self.params.contrast_grow_hu)
         pieces = cc3d.connected_components(dense, connectivity=26)
-        seeds = np.unique(pieces[component & (crop >= self.params.contrast_seed_hu)])
+        seeds = np.unique(pieces[component & (crop >= self.contrast_seed_hu)])
         seeds = seeds[seeds > 0]
         if seeds.size == 0:
             self.vessels_suppressed += 1
@@ -284,7 +354,7 @@ class _Detector:
 
     def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
         params = self.params
-        lung_fraction = self._envelope_fraction(component, lung_local)
+        lung_fraction = self._in_lung_share(component, lung_local)
         inner = bounding_box(component, MEASURE_MARGIN_VOXELS)  # measuring needs only a thin margin
         crop, component = crop[inner], component[inner]
         lo_outer = lo
@@ -300,8 +370,8 @@ class _Detector:
             if (distance <= params.hilar_margin_mm
                     and _in_aerated_lung(m.region, lung_local) < params.hilar_max_lung_shell):
                 reason = f"hilar: {max(distance, 0.0):.1f} mm from the trachea or a main bronchus"
-        if reason is None and _beside_airway_lumen(crop, m.region, self.voxel_mm3, params):
-            reason = "calcified airway wall: lines an airway lumen"
+        if reason is None and self._lines_an_airway(m.region, lo):
+            reason = "calcified airway wall: lines the lumen of a tube-shaped airway"
         if reason is not None:
             self.excluded.append({"lps": lps, "peak_hu": round(m.peak_hu, 1), "reason": reason,
                                   "volume_mm3": round(m.volume_mm3, 2)})
@@ -328,7 +398,7 @@ def _seeded_structures(run: _Detector, labels: np.ndarray) -> list[tuple[int, np
     the seed voxels alone (one pass, no per-label statistics over the volume). Structures whose
     seeds alone exceed ``max_volume_mm3`` are bone, except, in a contrast study, when their seeds
     lie mostly in the lungs (an enhanced vessel tree, judged piece by piece)."""
-    seeds = np.flatnonzero(run.ct >= run.params.seed_hu)
+    seeds = np.flatnonzero(run.ct >= run.seed_hu)
     if seeds.size == 0:
         return []
     seed_labels = labels.ravel()[seeds]
@@ -355,7 +425,7 @@ def _seeded_structures(run: _Detector, labels: np.ndarray) -> list[tuple[int, np
 def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndarray | None = None,
                       airways: np.ndarray | None = None, contrast: bool = False,
                       params: DetectionParams | None = None, ijk_of=None, lps_of=None,
-                      progress: Progress | None = None) -> DetectionResult:
+                      progress: Progress | None = None, blood_hu: float | None = None) -> DetectionResult:
     """Candidates in an LPS-oriented (k, j, i) HU array. ``lungs``: 1 right / 2 left labels;
     ``lobes``: spec labels 1-6 or None; ``airways``: trachea and main bronchi (hilar exclusion);
     ``lps_of``/``ijk_of`` map an oriented (i, j, k) index to LPS mm and to the file's own ijk.
@@ -364,7 +434,7 @@ def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndar
     params = params or DetectionParams()
     progress = ensure_progress(progress)
     progress.step(0.0, "thresholding inside the lungs")
-    run = _Detector(hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of)
+    run = _Detector(hu, spacing, lungs, lobes, airways, contrast, params, ijk_of, lps_of, blood_hu)
     labels = cc3d.connected_components(run.ct >= params.grow_hu, connectivity=26)
     seeded = _seeded_structures(run, labels)
     for number, (label, lo, hi) in enumerate(seeded):
@@ -374,10 +444,14 @@ def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndar
     if run.vessels_suppressed:
         run.excluded.append({"reason": f"{run.vessels_suppressed} contrast-enhanced vessel structures "
                                        "suppressed", "count": run.vessels_suppressed})
-    candidates = _join_branching_fragments(run.candidates, run.regions_mm, params, float(spacing[2]))
+    candidates = _join_branching_fragments(run.candidates, run.regions_mm, params, run.spacing_kji)
     candidates.sort(key=lambda c: (-c.confidence, c.lps[2], c.lps[1], c.lps[0]))
     for number, candidate in enumerate(candidates, start=1):
         candidate.id = f"c{number:03d}"
     progress.step(1.0, f"{len(candidates)} candidates")
+    parameters = asdict(params)
+    parameters["effective"] = {"seed_hu": round(float(run.seed_hu), 1),
+                               "contrast_seed_hu": round(float(run.contrast_seed_hu), 1),
+                               "brightest_blood_hu": None if blood_hu is None else round(float(blood_hu), 1)}
     return DetectionResult(candidates, run.excluded, contrast, time.perf_counter() - started, len(seeded),
-                           asdict(params))
+                           parameters)

@@ -154,7 +154,8 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
         right_part = single & (columns < midline)
         share = right_part.sum() / single.sum()
         if airway.trachea_found and 0.2 < share < 0.8:
-            warnings.append("right and left lung touch; split at the trachea's position")
+            right_part, how = _split_fused(single, right_part, spacing)
+            warnings.append(f"right and left lung touch; split {how}")
             result[right_part] = RIGHT_LABEL
             result[single & ~right_part] = LEFT_LABEL
         else:
@@ -166,6 +167,30 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     progress.step(0.75, "adding honeycomb cysts and the subpleural lung")
     _extend_to_pleura(result, small_air & ~airway_zone, airway_zone, spacing)
     return result, airway.mask, airway_zone, warnings, airway.carina_slice
+
+
+def _split_fused(single: np.ndarray, by_midline: np.ndarray, spacing) -> tuple[np.ndarray, str]:
+    """Two lungs joined at a thin junction (anterior or posterior junction line): erode by
+    distance until the component falls into two large cores, then give every voxel to the nearer
+    core. Falls back to the trachea's position when no such cores appear."""
+    anisotropy = tuple(float(s) for s in spacing[::-1])
+    depth = edt.edt(single, anisotropy=anisotropy, black_border=False)
+    for threshold in np.arange(2.0, 22.0, 2.0):
+        cores = cc3d.connected_components(depth > threshold, connectivity=6)
+        sizes = np.bincount(cores.ravel())
+        sizes[0] = 0
+        if len(sizes) < 3:
+            continue
+        first, second = np.argsort(sizes)[::-1][:2]
+        if sizes[second] < MIN_LUNG_FRACTION * sizes[first]:
+            continue
+        columns = {label: np.nonzero((cores == label).any(axis=(0, 1)))[0].mean() for label in (first, second)}
+        right_core = cores == min(columns, key=columns.get)
+        left_core = cores == max(columns, key=columns.get)
+        to_right = edt.edt(~right_core, anisotropy=anisotropy, black_border=False)
+        to_left = edt.edt(~left_core, anisotropy=anisotropy, black_border=False)
+        return single & (to_right <= to_left), "where they join"
+    return by_midline, "at the trachea's position"
 
 
 def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np.ndarray, spacing) -> None:

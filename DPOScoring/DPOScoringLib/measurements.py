@@ -1,9 +1,10 @@
 """Measuring one candidate on a small crop around it: size (RECIST short and long axis, spec
 section 3), volume, HU, centre, slices, thickness and shape (nodular / dendriform / large).
 
-Shape (spec section 3): dendriform when thin (< 4 mm thick), at least 10 mm long, over at least
-three contiguous slices, and branching (a junction in its 3-D skeleton) or at least 12 mm long
-(at thick slices branches blur into a line); a small rod-like opacity stays nodular.
+Shape (spec section 3: "dendriform (branching structure on contiguous slices)"): dendriform when
+branching (a junction in its 3-D skeleton), thin (< 4 mm thick), at least 10 mm long and over at
+least three contiguous slices. A straight or curved line without a branch stays nodular, however
+long: at thick slices, where branches blur into a line, the reader decides.
 
 Sizes are measured at half maximum: the boundary is the contour where the CT value crosses
 halfway between the local background (median of a shell around the finding) and its peak. This
@@ -25,7 +26,6 @@ LARGE_SHORT_AXIS_MM = 4.0
 DENDRIFORM_MIN_EXTENT_MM = 10.0
 DENDRIFORM_MAX_THICKNESS_MM = 4.0
 DENDRIFORM_MIN_SLICES = 3
-DENDRIFORM_LINEAR_EXTENT_MM = 12.0  # thin and this long: a branch, not a small rod-like opacity
 
 
 @dataclass
@@ -76,7 +76,8 @@ def axial_diameters(values2d: np.ndarray, level: float, region2d: np.ndarray, ba
     return long_axis, float(projection.max() - projection.min())
 
 
-def _skeleton_branch_points(region: np.ndarray) -> int:
+def skeleton_branch_points(region: np.ndarray) -> int:
+    """Number of junctions in the 3-D skeleton of a region (0 for a blob, a rod or a curve)."""
     skeleton = morphology.skeletonize(region)
     if skeleton.sum() < 3:
         return 0
@@ -114,10 +115,10 @@ def measure_candidate(crop: np.ndarray, component: np.ndarray, spacing) -> Measu
     extent = float(np.sqrt(((coords.max(axis=0) - coords.min(axis=0) + spacing_kji) ** 2).sum()))
     slices = int(region.any(axis=(1, 2)).sum())
     long_enough = extent >= DENDRIFORM_MIN_EXTENT_MM  # only then can it be dendriform
-    branches = _skeleton_branch_points(region) if long_enough else 0
+    branches = skeleton_branch_points(region) if long_enough else 0
     thickness = (2.0 * float(edt.edt(np.pad(region, 1), anisotropy=tuple(spacing_kji)).max())
                  if long_enough else min(best[1], extent))
-    branching = branches >= 1 or extent >= DENDRIFORM_LINEAR_EXTENT_MM
+    branching = branches >= 1
     if (branching and extent >= DENDRIFORM_MIN_EXTENT_MM and slices >= DENDRIFORM_MIN_SLICES
             and thickness < DENDRIFORM_MAX_THICKNESS_MM):
         kind = "dendriform"

@@ -13,7 +13,13 @@ import numpy as np
 
 from .airways import track_airways
 from .candidates import DetectionParams, DetectionResult, detect_candidates
-from .contrast import contrast_warning, enhanced_fraction
+from .contrast import (
+    brightest_blood_level,
+    contrast_warning,
+    enhanced_fraction,
+    lung_vessel_values,
+    vessel_enhanced_share,
+)
 from .ct_image import CTVolume, load_ct
 from .label_maps import LOBE_VALUES, LUNG_VALUES, load_label_map
 from .lung_mask import segment_lungs
@@ -76,8 +82,10 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
     volumes = {"right": round(float((lungs == 1).sum()) * voxel_ml, 1),
                "left": round(float((lungs == 2).sum()) * voxel_ml, 1)}
     fraction = enhanced_fraction(ct.array, lungs)
+    vessel_values = lung_vessel_values(ct.array, lungs, float(np.prod(ct.spacing)))
+    vessel_share = vessel_enhanced_share(vessel_values)
     if contrast == "auto":
-        enhanced = contrast_warning(fraction)
+        enhanced = contrast_warning(fraction, vessel_share)
         contrast_on = enhanced is not None
         if enhanced and not any(w.startswith("contrast-enhanced") for w in warnings):
             warnings.append(enhanced)
@@ -85,11 +93,14 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
         contrast_on = contrast == "on"
         if contrast_on and not any(w.startswith("contrast-enhanced") for w in warnings):
             warnings.append("contrast mode on (set by the user): contrast-filled vessels are suppressed")
+    blood_hu = brightest_blood_level(vessel_values)
     sources["contrast"] = {"mode": contrast,
-                           "enhanced_fraction": None if fraction is None else round(fraction, 4)}
+                           "enhanced_fraction": None if fraction is None else round(fraction, 4),
+                           "lung_vessels_enhanced_share": None if vessel_share is None else round(vessel_share, 4),
+                           "brightest_blood_hu": None if blood_hu is None else round(blood_hu, 1)}
     geometry = ct.geometry
     result = detect_candidates(
-        ct.array, ct.spacing, lungs, lobes, airways, contrast=contrast_on, params=params,
+        ct.array, ct.spacing, lungs, lobes, airways, contrast=contrast_on, params=params, blood_hu=blood_hu,
         lps_of=geometry.ijk_to_lps,
         ijk_of=lambda index: ct.original.lps_to_ijk(geometry.ijk_to_lps(index)),
         progress=progress.sub(0.6, 1.0))
