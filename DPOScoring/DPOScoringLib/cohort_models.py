@@ -48,8 +48,9 @@ def _logit(y, x: dict):
     ci = result.conf_int(0.05)
     terms = {}
     for index, name in enumerate(names, start=1):
-        terms[name] = {"estimate": _float(np.exp(result.params[index])),
-                       "ci": [_float(np.exp(ci[index][0])), _float(np.exp(ci[index][1]))],
+        with np.errstate(over="ignore"):  # a huge coefficient: an infinite OR, reported as null
+            odds = [np.exp(result.params[index]), np.exp(ci[index][0]), np.exp(ci[index][1])]
+        terms[name] = {"estimate": _float(odds[0]), "ci": [_float(odds[1]), _float(odds[2])],
                        "coefficient": _float(result.params[index]), "se": _float(result.bse[index]),
                        "statistic": _float(result.tvalues[index]), "p": _float(result.pvalues[index])}
     return terms, result
@@ -170,6 +171,10 @@ def linear_regression_lnskew0(table, response: str, predictors: list, extra=None
         entry.update({"statistic": None, "p": None, "note": f"lnskew0: {error}"})
         return entry
     design = sm.add_constant(np.column_stack([x[c] for c in predictors]), has_constant="add")
+    if n <= design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
+        entry.update({"k": _float(k), "statistic": None, "p": None,
+                      "note": "too few cases or collinear covariates for this model"})
+        return entry
     result = sm.OLS(transformed, design).fit()
     ci = result.conf_int(0.05)
     entry.update({"k": _float(k), "skewness_after": _float(skewness(transformed)),

@@ -236,7 +236,8 @@ def threshold_figure(doc: dict):
     axes.plot(t, [p["sensitivity"] for p in curve["points"]], "o-", label="sensitivity", markersize=3)
     axes.plot(t, [p["specificity"] for p in curve["points"]], "s-", label="specificity", markersize=3)
     for entry in doc["analyses"]:
-        if entry["analysis"] == "diagnostic_accuracy" and entry["target"] == curve["target"]:
+        if entry["analysis"] == "diagnostic_accuracy" and entry["target"] == curve["target"] \
+                and entry["sensitivity"]["estimate"] is not None and entry["specificity"]["estimate"] is not None:
             axes.axhline(entry["sensitivity"]["estimate"], ls=":", lw=0.8, color="C0")
             axes.axhline(entry["specificity"]["estimate"], ls=":", lw=0.8, color="C1")
             axes.annotate(entry["variable"], (t[-1], entry["specificity"]["estimate"]), fontsize=7, ha="right",

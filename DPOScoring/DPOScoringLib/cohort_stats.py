@@ -28,7 +28,7 @@ def _pct(k: int, n: int):
 
 
 def _float(value):
-    value = float(value)
+    value = float(np.asarray(value, dtype=float).reshape(-1)[0])  # scipy returns shape-(1,) P for tiny tables
     return value if np.isfinite(value) else None
 
 
@@ -148,6 +148,8 @@ def continuous_by_group(table, variable: str) -> list:
         entry = {"analysis": "continuous_by_group", "variable": variable, "groups": list(table.levels),
                  "counts": {lv: describe(s) for lv, s in zip(table.levels, samples)}, "test": "kruskal_wallis"}
         try:
+            if np.ptp(np.concatenate(samples)) == 0:
+                raise ValueError("all values are equal")
             result = stats.kruskal(*[s for s in samples if s.size])
             entry.update({"statistic": _float(result.statistic), "p": _float(result.pvalue)})
         except ValueError as error:
@@ -178,7 +180,11 @@ def correlation(table, x: str, y: str) -> dict:
     if len(keep) < 3:
         entry.update({"statistic": None, "estimate": None, "p": None, "note": "fewer than 3 pairs"})
         return entry
-    result = stats.spearmanr([a[i] for i in keep], [b[i] for i in keep])
+    x, y = [a[i] for i in keep], [b[i] for i in keep]
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        entry.update({"statistic": None, "estimate": None, "p": None, "note": "a variable is constant"})
+        return entry
+    result = stats.spearmanr(x, y)
     entry.update({"statistic": _float(result.statistic), "estimate": _float(result.statistic),
                   "p": _float(result.pvalue)})
     return entry
@@ -208,7 +214,8 @@ def agreement(first: list, second: list, variables: list, groups=None) -> dict:
         entry.update({"statistic": _float(chi.statistic), "p": _float(chi.pvalue), "p_exact": _float(exact.pvalue)})
     else:
         entry.update({"statistic": 0.0, "p": 1.0, "p_exact": 1.0, "note": "no discordant case"})
-    kappa = cohens_kappa(cells, return_results=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # one rating constant: kappa undefined, said below
+        kappa = cohens_kappa(cells, return_results=True)
     if np.isfinite(kappa.kappa):
         entry.update({"kappa": _float(kappa.kappa), "estimate": _float(kappa.kappa),
                       "ci": [_float(kappa.kappa_low), _float(kappa.kappa_upp)], "kappa_se": _float(kappa.std_kappa)})
@@ -253,9 +260,10 @@ def threshold_curve(scores: list, truth: list, target: str, thresholds=None) -> 
     keep = paired(scores, truth)
     s = np.array([scores[i] for i in keep], dtype=float)
     d = np.array([truth[i] for i in keep], dtype=int)
-    if thresholds is None:
-        top = float(np.percentile(s, 99)) if s.size else 0.0
-        thresholds = sorted({0.5 * k for k in range(1, int(2 * max(top, 1.0)) + 1)} | {1.0, 2.0, 3.0, 5.0, 10.0})
+    if thresholds is None:  # ANS moves in steps of 1/6 (one nodule in the six lobes): fine steps first
+        top = min(float(np.percentile(s, 99)) if s.size else 0.0, 20.0)
+        thresholds = [k / 6 for k in range(1, 7)] + [t for t in (1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20)
+                                                     if t <= max(top, 2.0)]
     points = []
     for t in thresholds:
         positive = (s >= t).astype(int).tolist()

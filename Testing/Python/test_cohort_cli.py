@@ -204,3 +204,17 @@ def test_help_names_both_forms(capsys):
     assert stop.value.code == 0
     text = capsys.readouterr().out
     assert "--group" in text and "cohort sample" in text
+
+
+def test_a_tiny_cohort_with_no_positive_still_gives_every_file(tmp_path):
+    rows = [{"case_id": str(i), "diagnosis": "ABC"[i % 3], "dpo_def1": "False", "dpo_def2": "False",
+             "ans": "0", "age": str(50 + i), "sex": "MF"[i % 2]} for i in range(6)]
+    table = write_cohort(tmp_path / "tiny.csv", rows)
+    assert main(["cohort", str(table), "--group", "diagnosis", "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert find_prevalence(doc)["counts"]["all"] == {"positive": 0, "n": 6, "percent": 0.0}
+    assert (tmp_path / "out" / "tables.html").is_file() and (tmp_path / "out" / "tables.md").is_file()
+
+
+def find_prevalence(doc):
+    return [a for a in doc["analyses"] if a["analysis"] == "prevalence" and a["variable"] == "dpo_def1"][0]

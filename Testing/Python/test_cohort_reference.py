@@ -203,3 +203,21 @@ def test_degenerate_tables_do_not_crash(positives):
     a, c = positives
     entry = stats.compare_binary([[a, 3 - a], [c, 4 - c]], ["x", "y"])
     assert entry["p"] is None or 0 <= entry["p"] <= 1
+
+
+def test_tiny_three_group_table_gets_a_scalar_fisher_p():
+    # scipy returns a shape-(1,) P for tables this small; the entry must still hold a number
+    entry = stats.compare_binary([[1, 0], [0, 1], [1, 0]], ["a", "b", "c"])
+    assert entry["test"] == "fisher" and isinstance(entry["p_fisher"], float) and 0 < entry["p_fisher"] <= 1
+
+
+def test_threshold_curve_counts_match_counting_by_hand():
+    scores = [0, 0, 1 / 6, 0.5, 1, 2, 3, 7, None, 12]
+    truth = [0, 1, 0, 1, 1, 0, 1, 1, 1, None]
+    curve = stats.threshold_curve(scores, truth, "x", thresholds=[1 / 6, 1, 2.5])
+    for point in curve["points"]:
+        pairs = [(s, d) for s, d in zip(scores, truth) if s is not None and d is not None]
+        tp = sum(1 for s, d in pairs if s >= point["threshold"] and d == 1)
+        tn = sum(1 for s, d in pairs if s < point["threshold"] and d == 0)
+        assert point["sensitivity"] == pytest.approx(tp / sum(d for _, d in pairs))
+        assert point["specificity"] == pytest.approx(tn / sum(1 - d for _, d in pairs))
