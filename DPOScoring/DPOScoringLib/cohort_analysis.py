@@ -33,7 +33,7 @@ def ordered(names) -> list:
 
 
 def definitions(table: CohortTable) -> list:
-    return ordered(n for n in table.binary if n.startswith("dpo_"))
+    return ordered(n for n in table.binary if n.startswith("dpo_") and n not in table.derived)
 
 
 def default_predictors(table: CohortTable) -> list:
@@ -59,9 +59,11 @@ def analyse(table: CohortTable, predictors: Optional[list] = None, second: Optio
         if name not in table.binary and name not in table.continuous:
             raise DPOInputError(f"--predictors {name}", "is not an analysable column of the cohort table")
     analyses = []
-    for name in definitions(table):
+    for name in definitions(table) + table.derived:
         analyses.append(stats.prevalence(table, name))
-    binaries = ordered(table.binary)
+    for name in table.derived:
+        analyses.extend(stats.binary_by_group(table, name))
+    binaries = ordered(n for n in table.binary if n not in table.derived)
     continuous = ordered(table.continuous)
     for name in ordered(binaries + continuous):
         analyses.extend(stats.binary_by_group(table, name) if name in table.binary
@@ -102,7 +104,8 @@ def analyse(table: CohortTable, predictors: Optional[list] = None, second: Optio
                        "group": table.group_column, "reference": table.reference, "levels": table.levels,
                        "level_counts": {lv: table.group.count(lv) for lv in table.levels},
                        "left_out": table.left_out, "ignored_columns": table.ignored_columns,
-                       "binary": binaries, "continuous": continuous, "multivariate_candidates": predictors},
+                       "binary": binaries, "continuous": continuous, "definition_variants": table.derived,
+                       "multivariate_candidates": predictors},
             "provenance": _provenance(__version__),
             "analyses": analyses}
 

@@ -178,6 +178,15 @@ def table4(doc: dict) -> dict:
 def extra_tables(doc: dict) -> list:
     analyses, ref = doc["analyses"], doc["cohort"]["reference"]
     tables = []
+    prevalences = [e for e in analyses if e["analysis"] == "prevalence"]
+    if prevalences:
+        levels = prevalences[0]["groups"]
+        rows = [[label(e["variable"])] + [_binary_cell(e["counts"][lv], e["counts"][lv]["n"]) for lv in levels]
+                for e in prevalences]
+        tables.append({"id": "prevalence", "title": "Prevalence of DPO by definition and variant",
+                       "header": ["Definition"] + [f"non-{ref}" if lv == "rest" else lv for lv in levels], "rows": rows,
+                       "note": "n (%). Variants (_total, _lobe, _each_lung) are recomputed from the per-lobe counts "
+                               "(spec section 5); dpo_def1 and dpo_def2 are the batch's own columns."})
     rows = [[label(e["variable"]), e["groups"][1] if e["groups"][1] != "rest" else f"non-{ref}",
              f"{e['counts'][ref]['positive']}/{e['counts'][ref]['n']}",
              f"{e['counts'][e['groups'][1]]['positive']}/{e['counts'][e['groups'][1]]['n']}",

@@ -64,6 +64,7 @@ class CohortTable:
     raw: list = field(default_factory=list)  # the rows as read (dicts of strings)
     left_out: dict = field(default_factory=dict)  # reason -> number of rows
     ignored_columns: list = field(default_factory=list)
+    derived: list = field(default_factory=list)  # definition variants recomputed from nnpol_* (prevalence only)
 
     @property
     def n(self) -> int:
@@ -201,7 +202,33 @@ def load_cohort(path: str | Path, group_column: str, reference: Optional[str] = 
                 table.continuous[column] = parsed
         else:
             table.ignored_columns.append(column)
+    _add_definition_variants(table, kept, str(path))
     return table
+
+
+def _add_definition_variants(table: CohortTable, kept: list, path: str) -> None:
+    """The other variants of definitions 1 and 2 (spec section 5), from the per-lobe counts the batch
+    wrote, so one batch run reports the prevalence under each variant (definitions.py decides)."""
+    from .definitions import dpo_definition_1, dpo_definition_2
+    from .lobes import LOBE_CODES
+    from .policy import DEF1_VARIANTS, DEF2_VARIANTS
+
+    if not all(f"nnpol_{code}" in kept[0][1] for code in LOBE_CODES):
+        return
+    counts = []
+    for line, row in kept:
+        values = {code: parse_number(row[f"nnpol_{code}"], f"nnpol_{code}", f"{path}: line {line}")
+                  for code in LOBE_CODES}
+        counts.append(None if any(v is None for v in values.values()) else {k: int(v) for k, v in values.items()})
+    if all(c is None for c in counts):
+        return
+    for number, variants, rule in (("1", DEF1_VARIANTS, dpo_definition_1), ("2", DEF2_VARIANTS, dpo_definition_2)):
+        for variant in variants:
+            if variant == "default":
+                continue  # the batch's own dpo_def1 / dpo_def2 columns, made with the policy it ran
+            name = f"dpo_def{number}_{variant.replace('-', '_')}"
+            table.binary[name] = [None if c is None else int(rule(c, variant)) for c in counts]
+            table.derived.append(name)
 
 
 def lobe_columns(rows: list) -> list:
