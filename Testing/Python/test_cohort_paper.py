@@ -34,9 +34,15 @@ def find(doc, analysis, variable, groups=None):
 
 
 @pytest.fixture(scope="module")
-def paper(tmp_path_factory):
-    return run_cohort(tmp_path_factory.mktemp("paper"), paper_rows(), "all", "--group", "diagnosis",
-                      "--reference", "IPF")
+def paper_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("paper")
+    run_cohort(folder, paper_rows(), "all", "--group", "diagnosis", "--reference", "IPF")
+    return folder / "all"
+
+
+@pytest.fixture(scope="module")
+def paper(paper_folder):
+    return json.loads((paper_folder / "stats.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +202,15 @@ def test_results_biopsied_ipf_vs_nsip_and_hp_by_definition(tmp_path, biopsied_ro
     # "... or hypersensitivity pneumonitis (one of 37 [3%], P = .004)"
     entry = find(doc, "binary_by_group", "dpo_def2", ["IPF", "HP"])
     assert printed_p(entry["p_chi2"]) == ".004" and round(entry["counts"]["HP"]["percent"]) == 3
+
+
+@pytest.mark.parametrize("row", [
+    "| Male sex | 366 (80.3) | 155 (35.6) | 79 (32.4) | 76 (39.6) | <.001 |",
+    "| Ever smoker (n = 854) | 293/438 (66.9) | 172/416 (41.3) | 96/232 (41.4) | 76/184 (41.3) | <.001 |",
+    "| Honeycombing | 127 (27.9) | 17 (3.9) | 3 (1.2) | 14 (7.3) | <.001 |",
+    "| DPO according to definition 1 | 130 (28.5) | 36 (8.3) | 27 (11.1) | 9 (4.7) | <.001 |",
+    "| Male sex | 7.37 (5.45, 9.98) | <.001 |",
+    "| DPO according to definition 2 | 4.83 (2.91, 8.02) | <.001 | ... | ... |",
+])
+def test_tables_md_prints_table1_and_table4_rows_in_the_papers_format(paper_folder, row):
+    assert row in (paper_folder / "tables.md").read_text()
