@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[test,lungmask,slicer]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lungmask,slicer,cohort]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -265,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="phantom random seed")
     _add_force_and_quiet(demo, "replace the files of an earlier demo")
     demo.set_defaults(run=_cmd_demo)
+
+    from .cohort_cli import add_cohort_command  # `cohort` and `cohort sample`: parsers and handler live there
+
+    add_cohort_command(commands)
     return parser
 
 
