@@ -21,11 +21,22 @@ from scipy import ndimage
 
 from .lobes import BY_LABEL
 from .phantom_anatomy import LUNG_SIDES, ChestGeometry, Segment, segment_distance
+from .phantom_fibrosis import Parenchyma, cyst_painters, place_honeycomb
+from .phantom_findings import legacy_findings, paint_distractors, paper_findings, sphere_inside
+from .phantom_scanner import (
+    add_streaks,
+    crop_columns,
+    noisy_outside_air,
+    outside_body,
+    prone_flip,
+    scan_circle_padding,
+    table_hu,
+)
 from .progress import Progress, ensure_progress
 
 TRUTH_SCHEMA = "dpo-phantom-truth/1"
 LUNG_HU, FAT_HU, MUSCLE_HU, BLOOD_HU, CONTRAST_BLOOD_HU = -850.0, -100.0, 40.0, 40.0, 320.0
-RIB_HU, SPINE_HU, CORTEX_HU, FISSURE_HU = 750.0, 250.0, 800.0, -690.0
+RIB_HU, SPINE_HU, CORTEX_HU, FISSURE_HU, MARROW_HU = 750.0, 250.0, 800.0, -690.0, 250.0
 
 
 @dataclass
@@ -47,6 +58,53 @@ class PhantomSpec:
     noise_sd: float = 12.0
     psf_sigma_mm: float = 0.45
     fissures_visible: bool = True
+    # --- realism options (defaults keep the quick phantom; see PhantomSpec.fibrosis_preset) ------
+    anatomy: str = "chest"  # "chest" or "abdomen" (upper abdomen, no lungs: a scan to refuse)
+    body_mm: tuple[float, float] | None = None  # body half-width, half-depth; default 0.47 x FOV
+    grid_centre_mm: tuple[float, float] = (0.0, 0.0)  # image centre (x, y) relative to the body
+    lung_texture: bool = True  # -870 (non-dependent) to -820 HU (dependent) with mild texture
+    fibrosis: float = 0.0  # UIP-like fibrosis severity 0-1 (reticulation; see phantom_fibrosis)
+    ground_glass: bool = False
+    consolidation: bool = False  # thin subpleural strip where the fibrosis is most severe
+    honeycomb_clusters: int = 0
+    placement: str = "legacy"  # "legacy" (spaced, clear of air and pleura) or "paper" (see phantom_placement)
+    beside_cyst_fraction: float = 0.0  # paper placement: share of POs in a honeycomb cyst's wall
+    normal_lung_fraction: float = 0.0  # paper placement: share of POs outside the fibrosis
+    n_po_clusters: int = 0  # paper placement: extra clusters of 2-3 POs 1-2.5 mm apart
+    ribs_touch_lung: bool = False
+    fused_lungs: bool = False  # anterior junction line
+    outside_air: str = "ideal"  # "ideal" (-1000 HU + noise_sd) or "noisy" (~-980 HU, sd ~50 HU)
+    streaks: bool = False
+    padding_hu: int | None = None  # e.g. -2000 or -3024 outside the scan circle
+    table: bool = False
+    posture: str = "supine"  # or "prone" (stored turned 180 degrees, direction cosines say so)
+    crop: str | None = None  # "right" or "left": only that hemithorax, the lung cut at the border
+    patient_offset_mm: tuple[float, float] = (0.0, 0.0)  # patient (x, y) off the scanner isocentre
+
+    @classmethod
+    def fibrosis_preset(cls, spacing=(0.8, 0.8, 1.0), seed: int = 0, **changes) -> PhantomSpec:
+        """A chest with UIP-like fibrosis, POs where the paper found them and a scanner around
+        it: fused lungs, ribs on the lung, a table, noisy outside air with streaks, padding."""
+        options = dict(
+            fov_mm=(260.0, 240.0, 220.0), body_mm=(116.0, 92.0), grid_centre_mm=(0.0, 14.0),
+            spacing=tuple(spacing), seed=seed, n_po=36, pleural_fraction=0.4, fibrosis=0.8,
+            ground_glass=True, consolidation=True, honeycomb_clusters=8, placement="paper",
+            beside_cyst_fraction=0.12, normal_lung_fraction=0.06, n_po_clusters=3, ribs_touch_lung=True,
+            fused_lungs=True, outside_air="noisy", streaks=True, padding_hu=-2000, table=True,
+            noise_sd=18.0)
+        options.update(changes)
+        if options.get("posture") == "prone" and "grid_centre_mm" not in changes:
+            options["grid_centre_mm"] = (0.0, -14.0)  # the table is in front of a prone patient
+        return cls(**options)
+
+    @classmethod
+    def no_lung_preset(cls, spacing=(0.8, 0.8, 2.0), seed: int = 0, **changes) -> PhantomSpec:
+        """An upper abdomen (bowel and stomach gas, no lungs) with the same scanner around it."""
+        options = dict(fov_mm=(300.0, 270.0, 160.0), body_mm=(125.0, 98.0), grid_centre_mm=(0.0, 14.0),
+                       spacing=tuple(spacing), seed=seed, anatomy="abdomen", outside_air="noisy", streaks=True,
+                       padding_hu=-3024, table=True, noise_sd=18.0)
+        options.update(changes)
+        return cls(**options)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -73,7 +131,7 @@ def supersampled_occupancy(origin, spacing, lo, hi, inside, factor: int = 4) -> 
     return occupied.reshape(n[2], factor, n[1], factor, n[0], factor).mean(axis=(1, 3, 5))
 
 
-class _Canvas:
+class Canvas:
     """The HU volume being painted, with index <-> LPS mm conversion (identity direction)."""
 
     def __init__(self, spec: PhantomSpec):
@@ -81,6 +139,7 @@ class _Canvas:
         self.shape = spec.shape
         fov = np.array(spec.fov_mm)
         self.origin = -fov / 2.0 + self.spacing / 2.0
+        self.origin[:2] += np.asarray(spec.grid_centre_mm, dtype=float)
         self.origin[2] = 0.0
         self.hu = np.full(self.shape, -1000.0, dtype=np.float32)
 
@@ -110,7 +169,8 @@ class _Canvas:
         return occupancy
 
 
-def _paint_anatomy(canvas: _Canvas, geo: ChestGeometry, spec: PhantomSpec, progress: Progress):
+def _paint_anatomy(canvas: Canvas, geo: ChestGeometry, spec: PhantomSpec, parenchyma: Parenchyma | None,
+                   progress: Progress):
     x = canvas.axis_mm(0)[None, :]
     y = canvas.axis_mm(1)[:, None]
     z_values = canvas.axis_mm(2)
@@ -118,6 +178,7 @@ def _paint_anatomy(canvas: _Canvas, geo: ChestGeometry, spec: PhantomSpec, progr
     lungs = np.zeros(canvas.shape, dtype=np.uint8)
     blood = CONTRAST_BLOOD_HU if spec.contrast else BLOOD_HU
     pixel = float(canvas.spacing[:2].mean())
+    table = table_hu(geo, x, y, spec.posture == "prone", float(spec.fov_mm[0])) if spec.table else None
     for k, z in enumerate(z_values):
         if k % 16 == 0:
             progress.step(k / len(z_values), "painting anatomy")
@@ -125,7 +186,14 @@ def _paint_anatomy(canvas: _Canvas, geo: ChestGeometry, spec: PhantomSpec, progr
         r = geo.body_radius(x, y)
         sl[r < 1.0] = FAT_HU
         sl[r < 0.95] = MUSCLE_HU
-        sl[geo.rib_band(x, y, z)] = RIB_HU
+        if table is not None:
+            sl[~np.isnan(table) & (r >= 1.0)] = table[~np.isnan(table) & (r >= 1.0)]
+        if spec.ribs_touch_lung:
+            shell = geo.rib_shell(x, y, z)
+            sl[shell < 0] = RIB_HU
+            sl[shell < -1.2] = MARROW_HU
+        else:
+            sl[geo.rib_band(x, y, z)] = RIB_HU
         spine = geo.spine_sdf(x, y)
         sl[spine < 0] = CORTEX_HU
         sl[spine < -2.0] = SPINE_HU
@@ -135,7 +203,8 @@ def _paint_anatomy(canvas: _Canvas, geo: ChestGeometry, spec: PhantomSpec, progr
         for label, side in enumerate(LUNG_SIDES, start=1):
             sdf = geo.lung_sdf(side, x, y, z)
             occupancy = np.clip(0.5 - sdf / pixel, 0.0, 1.0)
-            sl[...] = sl * (1.0 - occupancy) + LUNG_HU * occupancy
+            lung_hu = LUNG_HU if parenchyma is None else parenchyma.slice_hu(side, x, y, z, occupancy > 0)
+            sl[...] = sl * (1.0 - occupancy) + lung_hu * occupancy
             inside = sdf < 0
             lungs[k][inside] = label
             lobe = geo.lobe_label(side, x, y, z)
@@ -149,7 +218,7 @@ def _paint_anatomy(canvas: _Canvas, geo: ChestGeometry, spec: PhantomSpec, progr
     return lobes, lungs
 
 
-def _paint_tubes(canvas: _Canvas, segments: list[Segment], value: float, lumen_value: float | None = None,
+def _paint_tubes(canvas: Canvas, segments: list[Segment], value: float, lumen_value: float | None = None,
                  wall: float = 0.0):
     """Tubes of ``value``; with ``lumen_value``, hollow tubes: all walls first, then all lumens,
     so that a wall never closes the lumen of a tube it joins."""
@@ -158,7 +227,7 @@ def _paint_tubes(canvas: _Canvas, segments: list[Segment], value: float, lumen_v
         _paint_solid_tubes(canvas, segments, lumen_value, wall)
 
 
-def _paint_solid_tubes(canvas: _Canvas, segments: list[Segment], value: float, inset: float):
+def _paint_solid_tubes(canvas: Canvas, segments: list[Segment], value: float, inset: float):
     pixel = float(canvas.spacing.min())
     for seg in segments:
         radius = seg.radius - inset
@@ -176,216 +245,49 @@ def _paint_solid_tubes(canvas: _Canvas, segments: list[Segment], value: float, i
         region[...] = region * (1.0 - occupancy) + value * occupancy
 
 
-class _Placer:
-    """Random positions for findings inside chosen lobes, clear of trees and of each other."""
-
-    def __init__(self, canvas, lobes, lungs, segments, rng, geometry: ChestGeometry):
-        self.canvas, self.lobes, self.lungs, self.segments, self.rng = canvas, lobes, lungs, segments, rng
-        self.geometry = geometry
-        directions = rng.normal(size=(2000, 3))
-        self.directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
-        self.taken: list[tuple[np.ndarray, float]] = []
-        self.voxels = {label: np.flatnonzero(lobes == label) for label in range(1, 7)}
-
-    def _lps(self, flat_index) -> np.ndarray:
-        k, j, i = np.unravel_index(flat_index, self.lobes.shape)
-        return self.canvas.origin + np.array([i, j, k]) * self.canvas.spacing
-
-    def _clear(self, centre, radius, margin=2.5) -> bool:
-        for seg in self.segments:
-            if segment_distance(centre[None, :], seg)[0] < seg.radius + radius + margin:
-                return False
-        return all(np.linalg.norm(centre - c) >= radius + r + 3.0 for c, r in self.taken)
-
-    def _label(self, lps) -> int:
-        i, j, k = np.round(self.canvas.ijk(lps)).astype(int)
-        if not all(0 <= v < n for v, n in zip((k, j, i), self.lobes.shape)):
-            return 0
-        return int(self.lobes[k, j, i])
-
-    def _same_lobe_around(self, centre, radius) -> bool:
-        label = self._label(centre)
-        steps = [np.array(v) * (radius + 1.0) for v in
-                 ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))]
-        return label > 0 and all(self._label(centre + s) == label for s in steps)
-
-    def surface_gap(self, centre, radius) -> float:
-        """Distance (mm) from the sphere's edge to the lung surface, from a local EDT."""
-        half = radius + 8.0
-        box = self.canvas.crop(centre - half, centre + half)
-        where, lo, _ = box
-        side = self.lungs[tuple(np.round(self.canvas.ijk(centre)).astype(int)[::-1])]
-        mask = self.lungs[where] == side
-        edt = ndimage.distance_transform_edt(mask, sampling=self.canvas.spacing[::-1])
-        i, j, k = np.round(self.canvas.ijk(centre)).astype(int) - lo
-        return float(edt[k, j, i] - 0.5 * self.canvas.spacing.min() - radius)
-
-    def place(self, label: int, radius: float, pleural: bool, tries: int = 400):
-        for _ in range(tries):
-            centre = self._lps(self.rng.choice(self.voxels[label]))
-            centre = centre + self.rng.uniform(-0.5, 0.5, 3) * self.canvas.spacing
-            if not self._clear(centre, radius) or not self._same_lobe_around(centre, radius):
-                continue
-            gap = self.surface_gap(centre, radius)
-            if pleural:
-                centre, gap = self._slide_to_pleura(centre, radius, gap)
-                if centre is None or not self._same_lobe_around(centre, radius):
-                    continue
-            elif gap < 3.0:
-                continue
-            self.taken.append((centre, radius))
-            return centre, self.exact_gap(centre, radius)
-        return None, None
-
-    def exact_gap(self, centre, radius) -> float:
-        """Gap (mm) from the sphere's edge to the lung surface, from the lung's analytic shape:
-        the smallest shell around the sphere that reaches outside the lung (bisection)."""
-        side = "right" if self.geometry.lung_sdf("right", *centre) < 0 else "left"
-
-        def reaches_out(gap):
-            points = centre + self.directions * (radius + gap)
-            return bool((self.geometry.lung_sdf(side, points[:, 0], points[:, 1], points[:, 2]) > 0).any())
-
-        low, high = 0.0, 1.0
-        while not reaches_out(high) and high < 64.0:
-            low, high = high, high * 2.0
-        for _ in range(20):
-            middle = 0.5 * (low + high)
-            low, high = (low, middle) if reaches_out(middle) else (middle, high)
-        return 0.5 * (low + high)
-
-    def _slide_to_pleura(self, centre, radius, gap):
-        """Move outward along the local EDT gradient until the sphere's edge is 0.1-0.9 mm from
-        the lung surface."""
-        if gap > 25.0:
-            return None, None
-        for _ in range(60):
-            if 0.1 <= gap <= 0.9:
-                return centre, gap
-            probe = [self.surface_gap(centre + d, radius) for d in np.eye(3) * 0.5]
-            gradient = (np.array(probe) - gap) / 0.5
-            norm = np.linalg.norm(gradient)
-            if norm < 1e-6:
-                return None, None
-            centre = centre - gradient / norm * min(max(gap - 0.5, -0.4), 2.0)
-            gap = self.surface_gap(centre, radius)
-        return None, None
-
-
-def _lobe_name(label: int) -> str:
-    return BY_LABEL[label].code if label in BY_LABEL else "unassigned"
-
-
-def _sphere(center, radius):
-    return lambda p: np.linalg.norm(p - center, axis=-1) <= radius
-
-
-def _tree(segments):
-    def inside(points):
-        return np.min([segment_distance(points, s) - s.radius for s in segments], axis=0) <= 0
-    return inside
-
-
-def _dendriform_segments(centre: np.ndarray, rng: np.random.Generator) -> list[Segment]:
-    trunk = np.array([rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4), 1.0])
-    trunk /= np.linalg.norm(trunk)
-    a, b = centre - trunk * 7.0, centre + trunk * 7.0
-    side = np.cross(trunk, [1.0, 0.0, 0.0])
-    side /= np.linalg.norm(side)
-    segments = [Segment(tuple(a), tuple(b), 0.75)]
-    for origin, sign in ((centre, 1.0), (b, -1.0), (a, 1.0)):
-        direction = trunk * 0.6 + side * sign
-        direction /= np.linalg.norm(direction)
-        segments.append(Segment(tuple(origin), tuple(origin + direction * 6.0), 0.65))
-    return segments
-
-
-def _hilar_node_centre(geo: ChestGeometry, radius: float) -> np.ndarray | None:
-    carina_to_hilum = geo.airway_segments()[1]
-    p0, p1 = np.array(carina_to_hilum.p0), np.array(carina_to_hilum.p1)
-    for t in np.linspace(0.9, 0.3, 13):
-        for offset in (np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0])):
-            centre = p0 + t * (p1 - p0) + offset * (carina_to_hilum.radius + radius + 1.0)
-            if geo.lung_sdf("right", *centre) > radius + 0.5:
-                return centre
-    return None
-
-
 def generate_phantom(spec: PhantomSpec | None = None, progress: Progress | None = None) -> Phantom:
     spec = spec or PhantomSpec()
     progress = ensure_progress(progress)
+    if spec.anatomy == "abdomen":
+        from .phantom_abdomen import generate_abdomen
+
+        return generate_abdomen(spec, progress)
     rng = np.random.default_rng(spec.seed)
-    canvas = _Canvas(spec)
+    canvas = Canvas(spec)
     fov = np.array(spec.fov_mm)
-    geo = ChestGeometry(half_width=0.47 * fov[0], half_depth=0.47 * fov[1], z0=0.0, height=fov[2])
-    lobes, lungs = _paint_anatomy(canvas, geo, spec, progress.sub(0.0, 0.55))
+    body = spec.body_mm or (0.47 * fov[0], 0.47 * fov[1])
+    geo = ChestGeometry(half_width=float(body[0]), half_depth=float(body[1]), z0=0.0, height=fov[2],
+                        fused_lungs=spec.fused_lungs, ribs_touch_lung=spec.ribs_touch_lung)
+    parenchyma = None
+    if spec.lung_texture or spec.fibrosis > 0:
+        top = canvas.origin + (np.array(spec.shape[::-1]) - 1) * canvas.spacing
+        parenchyma = Parenchyma(geo, np.random.default_rng(spec.seed + 104729), canvas.origin, top,
+                                spec.fibrosis, spec.ground_glass, spec.consolidation, spec.posture == "prone",
+                                spec.lung_texture)
+    lobes, lungs = _paint_anatomy(canvas, geo, spec, parenchyma, progress.sub(0.0, 0.55))
     airways = geo.airway_segments()
     vessels = geo.vessel_segments(rng)
     _paint_tubes(canvas, vessels, CONTRAST_BLOOD_HU if spec.contrast else BLOOD_HU)
     _paint_tubes(canvas, airways, MUSCLE_HU, lumen_value=-1000.0, wall=1.5)
+    cysts = []
+    if parenchyma is not None and spec.honeycomb_clusters > 0:
+        progress.step(0.57, "honeycombing")
+        cysts = place_honeycomb(geo, parenchyma, np.random.default_rng(spec.seed + 15485863),
+                                spec.honeycomb_clusters)
+        for lo, hi, inside, value in cyst_painters(cysts, geo):
+            canvas.paint(lo, hi, inside, value, 2)
     progress.step(0.6, "placing findings")
-
-    placer = _Placer(canvas, lobes, lungs, airways + vessels, rng, geo)
-    findings, distractors = [], []
-
-    def add(kind, label, diameter, density, pleural, paint):
-        centre, gap = placer.place(label, diameter / 2.0, pleural)
-        if centre is None:
-            return None
-        paint(centre)
-        item = {"id": f"{kind}-{len(findings) + 1:02d}", "kind": kind,
-                "lps": [round(float(v), 3) for v in centre],
-                "diameter_mm": round(float(diameter), 3), "density_hu": round(float(density), 1),
-                "lobe": _lobe_name(label), "lung": "right" if label <= 3 else "left",
-                "pleural": bool(gap <= 1.0), "gap_to_pleura_mm": round(float(gap), 3)}
-        findings.append(item)
-        return item
-
-    for n in range(spec.n_po):
-        d = rng.uniform(*spec.po_diameter_mm)
-        v = rng.uniform(*spec.po_density_hu)
-        pleural = bool(rng.random() < spec.pleural_fraction)
-        add("nodular", n % 6 + 1, d, v, pleural,
-            lambda c, d=d, v=v: canvas.paint(c - d / 2 - 1, c + d / 2 + 1, _sphere(c, d / 2), v))
-    for n in range(spec.n_calcified):
-        d = rng.uniform(*spec.calcified_diameter_mm)
-        v = rng.uniform(*spec.calcified_density_hu)
-        add("large_calcified", (n * 2 + 1) % 6 + 1, d, v, False,
-            lambda c, d=d, v=v: canvas.paint(c - d / 2 - 1, c + d / 2 + 1, _sphere(c, d / 2), v, 2))
-    if spec.dendriform:
-        def paint_tree(c):
-            segments = _dendriform_segments(c, rng)
-            lo = np.min([np.minimum(s.p0, s.p1) for s in segments], axis=0) - 1.5
-            hi = np.max([np.maximum(s.p0, s.p1) for s in segments], axis=0) + 1.5
-            canvas.paint(lo, hi, _tree(segments), 900.0, 3)
-        add("dendriform", 6, 20.0, 900.0, False, paint_tree)
-    if spec.airway_calcification:
-        bronchus = airways[3]
-        p0, p1 = np.array(bronchus.p0), np.array(bronchus.p1)
-        axis = (p1 - p0) / np.linalg.norm(p1 - p0)
-        mid = p0 + 0.6 * (p1 - p0)
-        reference = np.cross(axis, [0.0, 0.0, 1.0])
-        reference /= np.linalg.norm(reference)
-
-        def arc(points):
-            rel = points - mid
-            along = rel @ axis
-            radial = rel - along[..., None] * axis
-            distance = np.linalg.norm(radial, axis=-1)
-            cos = (radial @ reference) / np.maximum(distance, 1e-6)
-            return (np.abs(along) <= 2.0) & (distance >= bronchus.radius - 1.5) & (
-                distance <= bronchus.radius + 0.2) & (cos > -0.5)
-        canvas.paint(mid - bronchus.radius - 3, mid + bronchus.radius + 3, arc, 550.0, 3)
-        distractors.append({"id": "airway-cartilage", "kind": "airway_calcification",
-                            "lps": [round(float(v), 3) for v in mid], "lobe": _lobe_name(placer._label(mid))})
-    if spec.hilar_node:
-        centre = _hilar_node_centre(geo, 4.0)
-        if centre is not None:
-            canvas.paint(centre - 5, centre + 5, _sphere(centre, 4.0), 700.0, 2)
-            distractors.append({"id": "hilar-node", "kind": "hilar_calcification",
-                                "lps": [round(float(v), 3) for v in centre], "diameter_mm": 8.0})
+    if spec.placement == "paper":
+        findings = paper_findings(canvas, geo, spec, parenchyma, lobes, airways + vessels, cysts)
+    else:
+        findings = legacy_findings(canvas, geo, spec, rng, lobes, lungs, airways + vessels)
+    distractors = paint_distractors(canvas, geo, spec, lobes, airways)
     progress.step(0.75, "blurring and adding noise")
+    return finish_phantom(canvas, geo, spec, lobes, lungs, findings, distractors, cysts, progress)
 
+
+def finish_phantom(canvas, geo, spec, lobes, lungs, findings, distractors, cysts, progress) -> Phantom:
+    """Blur, record peaks, noise, the scanner's additions (phantom_scanner), images and truth."""
     image = sitk.GetImageFromArray(canvas.hu)
     del canvas.hu
     image.SetSpacing(tuple(float(s) for s in spec.spacing))
@@ -402,13 +304,41 @@ def generate_phantom(spec: PhantomSpec | None = None, progress: Progress | None 
     noise_rng = np.random.default_rng(spec.seed + 7919)
     for k in range(blurred.shape[0]):
         blurred[k] += noise_rng.normal(0.0, spec.noise_sd, blurred.shape[1:]).astype(np.float32)
+    x, y = canvas.axis_mm(0)[None, :], canvas.axis_mm(1)[:, None]
+    scanner_rng = np.random.default_rng(spec.seed + 49979687)
+    scanner = {"outside_air": spec.outside_air, "posture": spec.posture}
+    if spec.outside_air == "noisy":
+        outside = outside_body(geo, x, y)
+        if spec.table:
+            outside &= np.isnan(table_hu(geo, x, y, spec.posture == "prone", float(spec.fov_mm[0])))
+        noisy_outside_air(blurred, outside, scanner_rng, spec.noise_sd)
+    if spec.streaks:
+        add_streaks(blurred, x, y, (0.0, 0.64 * geo.half_depth), scanner_rng)
     ct_array = np.clip(np.rint(blurred), -1024, 3071).astype(np.int16)
     del blurred
+    if spec.padding_hu is not None:
+        centre = tuple(float(v) for v in spec.grid_centre_mm)
+        radius = 0.5 * min(spec.fov_mm[0], spec.fov_mm[1])
+        scan_circle_padding(ct_array, x, y, centre, radius, int(spec.padding_hu))
+        scanner.update(padding_hu=int(spec.padding_hu), scan_circle={"centre_xy": list(centre), "radius_mm": radius})
+    arrays, origin, direction = [ct_array, lobes, lungs], canvas.origin.copy(), None
+    if spec.crop:
+        arrays, origin, kept = _crop(arrays, origin, spec, geo, findings)
+        scanner["crop_x_mm"] = [round(float(v), 2) for v in kept]
+    if spec.posture == "prone":
+        arrays, origin, direction = prone_flip(arrays, origin, spec.spacing)
+    offset = np.array([*spec.patient_offset_mm, 0.0], float)
+    origin = origin + offset
+    for item in findings + distractors:
+        item["lps"] = [round(float(v) + float(o), 3) for v, o in zip(item["lps"], offset)]
+    ct_array, lobes, lungs = arrays
 
     def to_image(array):
         result = sitk.GetImageFromArray(array)
         result.SetSpacing(tuple(float(s) for s in spec.spacing))
-        result.SetOrigin(tuple(float(o) for o in canvas.origin))
+        result.SetOrigin(tuple(float(o) for o in origin))
+        if direction is not None:
+            result.SetDirection(direction)
         return result
 
     voxel_ml = float(np.prod(spec.spacing)) / 1000.0
@@ -421,9 +351,28 @@ def generate_phantom(spec: PhantomSpec | None = None, progress: Progress | None 
         "lobe_volumes_ml": {BY_LABEL[label].code: round(float(counts[label]) * voxel_ml, 1)
                             for label in range(1, 7)},
         "lung_labels": {"1": "right", "2": "left"},
+        "lung_volumes_ml": {"right": round(float((lungs == 1).sum()) * voxel_ml, 1),
+                            "left": round(float((lungs == 2).sum()) * voxel_ml, 1)},
+        "scanner": scanner,
     }
+    if cysts:
+        truth["honeycomb_cysts"] = [dict(c.to_dict(), lps=[round(float(v) + float(o), 3)
+                                                           for v, o in zip(c.centre, offset)]) for c in cysts]
     progress.step(1.0, "phantom ready")
     return Phantom(ct=to_image(ct_array), lobes=to_image(lobes), lungs=to_image(lungs), truth=truth)
+
+
+def _crop(arrays, origin, spec, geo, findings):
+    """One hemithorax: from the lateral part of that lung (cut at the border) to just past the
+    midline; findings cut by the border or outside it are dropped from the truth."""
+    sign = -1.0 if spec.crop == "right" else 1.0
+    bounds = sorted([sign * 0.68 * geo.half_width, -sign * 0.06 * geo.half_width])
+    arrays, origin, kept = crop_columns(arrays, origin, spec.spacing, *bounds)
+    def inside(f):
+        reach = truth_reach_mm(f) if f["kind"] == "dendriform" else f["diameter_mm"] / 2.0
+        return kept[0] <= f["lps"][0] - reach and f["lps"][0] + reach <= kept[1]
+    findings[:] = [f for f in findings if inside(f)]
+    return arrays, origin, kept
 
 
 def truth_reach_mm(finding: dict) -> float:
@@ -463,7 +412,7 @@ def implant_spheres(hu: np.ndarray, spacing, origin, spheres, psf_sigma_mm: floa
         lo = np.maximum(np.floor((centre - half - origin) / spacing).astype(int), 0)
         hi = np.minimum(np.ceil((centre + half - origin) / spacing).astype(int) + 1, np.array(hu.shape[::-1]))
         where = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-        occupancy = supersampled_occupancy(origin, spacing, lo, hi, _sphere(centre, radius))
+        occupancy = supersampled_occupancy(origin, spacing, lo, hi, sphere_inside(centre, radius))
         original = hu[where].astype(np.float32)
         blurred = ndimage.gaussian_filter((density - original) * occupancy, psf_sigma_mm / spacing[::-1])
         hu[where] = np.clip(np.rint(original + blurred), -1024, 3071).astype(hu.dtype)

@@ -27,21 +27,35 @@ class ChestGeometry:
     half_depth: float  # B: body half-depth (y)
     z0: float  # lowest z of the field of view
     height: float  # Lz: field of view in z
+    fused_lungs: bool = False  # anterior recesses that meet at a thin junction line
+    junction_mm: float = 1.0  # thickness of the anterior junction line (4 pleural layers)
+    ribs_touch_lung: bool = False  # ribs lie on the lung surface (no gap), as in a real chest
 
     # --- body, bone, mediastinum ------------------------------------------------------------------
     def body_radius(self, x, y):
         """Normalised elliptic radius of the body cross-section (1 at the skin)."""
         return np.sqrt((x / self.half_width) ** 2 + (y / self.half_depth) ** 2)
 
+    def _rib_levels(self, x, y, z):
+        pitch = 0.11 * self.height
+        phase = np.mod(z - self.z0 - 0.2 * pitch + 0.25 * y, pitch)
+        anterior_gap = (y < -0.55 * self.half_depth) & (np.abs(x) < 0.35 * self.half_width)
+        return (phase < 0.32 * pitch) & ~anterior_gap
+
     def rib_band(self, x, y, z):
         """Ribs: an elliptic band at 0.875-0.925 of the body radius, in bands along z, open
         anteriorly (costal cartilage)."""
         r = self.body_radius(x, y)
-        pitch = 0.11 * self.height
-        phase = np.mod(z - self.z0 - 0.2 * pitch + 0.25 * y, pitch)
-        in_z = phase < 0.32 * pitch
-        anterior_gap = (y < -0.55 * self.half_depth) & (np.abs(x) < 0.35 * self.half_width)
-        return (r > 0.875) & (r < 0.925) & in_z & ~anterior_gap
+        return (r > 0.875) & (r < 0.925) & self._rib_levels(x, y, z)
+
+    def rib_shell(self, x, y, z, thickness: float = 6.0):
+        """Ribs lying on the lung surface: signed distance (mm, negative inside the rib) of a
+        ``thickness`` mm shell just outside the costal surface of either lung (no gap, as in a
+        real chest, where only the pleura separates rib and lung), in bands along z."""
+        costal = np.minimum(self._ellipsoid_sdf("right", x, y, z)[0], self._ellipsoid_sdf("left", x, y, z)[0])
+        shell = np.abs(costal - thickness / 2.0) - thickness / 2.0
+        outward = self.body_radius(x, y) > 0.55
+        return np.where(outward & self._rib_levels(x, y, z), shell, np.inf)
 
     def spine_sdf(self, x, y):
         cx, cy, radius = 0.0, 0.64 * self.half_depth, 0.13 * self.half_width
@@ -77,18 +91,39 @@ class ChestGeometry:
     def lung_apex_z(self) -> float:
         return self.z0 + 0.95 * self.height
 
-    def lung_sdf(self, side: str, x, y, z):
-        """Approximate signed distance (mm, negative inside) to one lung's surface."""
+    def _ellipsoid_sdf(self, side: str, x, y, z):
         cx, cy = self.lung_centre(side)
         ax, ay, az = self.lung_semi_axes()
         cz = self.lung_apex_z() - az
         rho2 = ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2
         q = np.sqrt(rho2 + ((z - cz) / az) ** 2)
         ellipsoid = (q - 1.0) * min(ax, ay)
+        if self.fused_lungs:
+            ellipsoid = _smooth_min(ellipsoid, self._anterior_recess_sdf(side, x, y, z), 20.0)
+        return ellipsoid, rho2
+
+    def _anterior_recess_sdf(self, side: str, x, y, z):
+        """The lung's anterior recess, which reaches the midline in front of the mediastinum
+        (the anterior junction line, ``junction_mm`` thick between the two lungs)."""
+        sign = -1.0 if side == "right" else 1.0
+        c = (sign * 0.22 * self.half_width, -0.42 * self.half_depth, self.z0 + 0.55 * self.height)
+        a = (0.245 * self.half_width, 0.26 * self.half_depth, 0.36 * self.height)
+        q = np.sqrt(((x - c[0]) / a[0]) ** 2 + ((y - c[1]) / a[1]) ** 2 + ((z - c[2]) / a[2]) ** 2)
+        recess = (q - 1.0) * min(a[0], a[1])
+        return np.maximum(recess, self.junction_mm / 2.0 - sign * x)
+
+    def costal_sdf(self, side: str, x, y, z):
+        """Signed distance (mm) to the lung's costal and diaphragmatic surface only (not the
+        mediastinal one): where ribs lie and where UIP-like fibrosis is subpleural."""
+        ellipsoid, rho2 = self._ellipsoid_sdf(side, x, y, z)
         floor = self.z0 + self.height * (0.06 + 0.12 * np.clip(1.0 - rho2, 0.0, 1.0))
-        diaphragm = floor - z
+        return np.maximum(ellipsoid, floor - z)
+
+    def lung_sdf(self, side: str, x, y, z):
+        """Approximate signed distance (mm, negative inside) to one lung's surface."""
+        costal = self.costal_sdf(side, x, y, z)
         heart = (np.sqrt(self.heart_q(x, y, z)) - 1.0) * 0.28 * self.half_depth
-        return np.maximum.reduce([ellipsoid, diaphragm, 4.0 - heart, 4.0 - self.aorta_sdf(x, y),
+        return np.maximum.reduce([costal, 4.0 - heart, 4.0 - self.aorta_sdf(x, y),
                                   4.0 - self.great_vessels_sdf(x, y, z), 4.0 - self.spine_sdf(x, y)])
 
     # --- lobes: fissure surfaces ------------------------------------------------------------------
@@ -160,6 +195,12 @@ class ChestGeometry:
             child = direction + turn
             child /= np.linalg.norm(child)
             self._grow(side, end, child, length * 0.8, radius * 0.72, depth - 1, rng, segments)
+
+
+def _smooth_min(a, b, k: float):
+    """A union of two distance fields without a notch where they meet (polynomial smooth min)."""
+    h = np.maximum(k - np.abs(a - b), 0.0) / k
+    return np.minimum(a, b) - h * h * k / 4.0
 
 
 def segment_distance(points: np.ndarray, segment: Segment) -> np.ndarray:

@@ -28,16 +28,23 @@ def require_real(path: Path) -> Path:
 
 
 class PhantomCase:
-    """A phantom written to disk with its truth, the pipeline's detection on it, and helpers."""
+    """A phantom written to disk with its truth, the whole pipeline's detection on it (lungs from
+    the CT, lobes from the weight-free fissure method, never from the truth), and helpers."""
 
     def __init__(self, folder: Path, spec, contrast: str = "auto"):
+        from DPOScoringLib.ct_image import load_ct
+        from DPOScoringLib.lobe_pipeline import compute_lobes
         from DPOScoringLib.phantom import generate_phantom, write_phantom
-        from DPOScoringLib.pipeline import run_detection
+        from DPOScoringLib.pipeline import detect_on_ct
 
         self.spec = spec
         self.paths = write_phantom(generate_phantom(spec), folder)
         self.truth = json.loads(self.paths["truth"].read_text())
-        self.run = run_detection(self.paths["ct"], self.paths["lobes"], contrast=contrast)
+        ct = load_ct(self.paths["ct"])
+        self.lobe_result = compute_lobes(ct, "fissures")  # as `dpo-score run` does by default
+        lungs = np.where(self.lobe_result.lobes == 0, 0, np.where(self.lobe_result.lobes <= 3, 1, 2)).astype(np.uint8)
+        self.run = detect_on_ct(ct, lungs, self.lobe_result.lobes, None, contrast,
+                                sources={"ct": str(self.paths["ct"]), "lobes": "fissures (default points)"})
         self.candidates = self.run.result.candidates
 
     def match(self, finding: dict):
@@ -50,9 +57,30 @@ class PhantomCase:
         reach = truth_reach_mm(finding)
         return self.candidates[index] if distances[index] <= reach else None
 
+    def assignment(self) -> dict:
+        """One candidate per truth finding and one finding per candidate (closest pairs first,
+        each within the finding's reach): two POs 1 mm apart need two candidates."""
+        from scipy.optimize import linear_sum_assignment
+
+        findings = self.truth["findings"]
+        if not findings or not self.candidates:
+            return {}
+        positions = np.array([c.lps for c in self.candidates])
+        cost = np.linalg.norm(np.array([f["lps"] for f in findings])[:, None, :] - positions[None], axis=2)
+        reach = np.array([truth_reach_mm(f) for f in findings])[:, None]
+        cost = np.where(cost <= reach, cost, 1e6)
+        rows, cols = linear_sum_assignment(cost)
+        return {findings[r]["id"]: self.candidates[c] for r, c in zip(rows, cols) if cost[r, c] < 1e6}
+
     def unmatched_candidates(self):
         matched = {id(self.match(f)) for f in self.truth["findings"]}
         return [c for c in self.candidates if id(c) not in matched]
+
+    def false_candidates(self):
+        """Candidates within reach of no truth finding at all."""
+        from DPOScoringLib.phantom import matches_truth
+
+        return [c for c in self.candidates if not any(matches_truth(f, c.lps) for f in self.truth["findings"])]
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +103,47 @@ def phantom_contrast(tmp_path_factory):
 
     return PhantomCase(tmp_path_factory.mktemp("phantom_contrast"),
                        PhantomSpec(spacing=(0.8, 0.8, 1.0), seed=1, contrast=True))
+
+
+@pytest.fixture(scope="session")
+def fibrosis_1mm(tmp_path_factory):
+    from DPOScoringLib.phantom import PhantomSpec
+
+    return PhantomCase(tmp_path_factory.mktemp("fibrosis_1mm"), PhantomSpec.fibrosis_preset((0.8, 0.8, 1.0), seed=11))
+
+
+@pytest.fixture(scope="session")
+def fibrosis_2mm(tmp_path_factory):
+    from DPOScoringLib.phantom import PhantomSpec
+
+    return PhantomCase(tmp_path_factory.mktemp("fibrosis_2mm"), PhantomSpec.fibrosis_preset((0.8, 0.8, 2.0), seed=12))
+
+
+# Scanner and anatomy variants for the lung mask (written once per session, no detection run):
+# all carry noisy outside air with streaks, a table and scan-circle padding (fibrosis_preset).
+VARIANTS = {
+    "supine-fibrosis": dict(seed=21),
+    "healthy-padding-3024": dict(seed=22, fibrosis=0.0, ground_glass=False, consolidation=False,
+                                 honeycomb_clusters=0, padding_hu=-3024),
+    "prone": dict(seed=23, posture="prone", padding_hu=-3024),
+    "crop-right": dict(seed=24, crop="right", fused_lungs=False, patient_offset_mm=(40.0, 0.0)),
+    "crop-left": dict(seed=25, crop="left", fused_lungs=False, patient_offset_mm=(-30.0, 0.0), padding_hu=None),
+}
+
+
+@pytest.fixture(scope="session")
+def phantom_variant(tmp_path_factory):
+    """``phantom_variant(name)``: the paths of that variant's phantom (2 mm slices), cached."""
+    from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            if name == "no-lungs":
+                spec = PhantomSpec.no_lung_preset(seed=26)
+            else:
+                spec = PhantomSpec.fibrosis_preset((0.8, 0.8, 2.0), n_po=12, n_po_clusters=1, **VARIANTS[name])
+            cache[name] = write_phantom(generate_phantom(spec), tmp_path_factory.mktemp(name))
+        return cache[name]
+    return get
