@@ -201,7 +201,7 @@ def chart_data(scores: dict, reading: dict | None) -> dict:
     top = max([b["counted"] + b["excluded"] + b["pending"] for b in bars] + [1])
     step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if top / s <= 8)
     ticks = list(range(0, ((top + step - 1) // step) * step + 1, step))
-    height, width, left, bottom, top_margin = 240, 520, 48, 40, 14
+    height, width, left, bottom, top_margin = 240, 560, 48, 40, 18
     plot = height - bottom - top_margin
     unit = plot / ticks[-1]
     slot = (width - left - 10) / len(bars)
