@@ -154,6 +154,12 @@ def test_report_renders_in_headless_chromium(bundle, tmp_path):
                    capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (1600, 1200) and pixels.std() > 20  # text, tables and images, not a blank page
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(flags + ["--no-pdf-header-footer", f"--print-to-pdf={pdf}", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    boxes = {tuple(round(float(v)) for v in box.split()) for box in
+             re.findall(rb"/MediaBox\s*\[([^\]]*)\]", pdf.read_bytes())}
+    assert boxes == {(0, 0, 595, 842)}  # A4 in points from the print stylesheet (Chromium's default is Letter)
 
 
 class _Text(HTMLParser):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from DPOScoringLib.progress import Progress, line_printer
-from DPOScoringLib.report import axis_letters, chart_data
+from DPOScoringLib.report import axis_letters, chart_data, gallery_image
 from DPOScoringLib.score_summary import (
     AUTOMATIC_ONLY,
     banner_text,
@@ -121,3 +121,25 @@ def test_progress_lines_name_their_stage_and_keep_a_stage_last_word():
 ])
 def test_orientation_letters_follow_the_lps_direction(direction, letters):
     assert axis_letters(np.array(direction, dtype=float)) == letters
+
+
+@pytest.mark.parametrize("spacing", [(0.8, 0.8, 1.0), (0.5, 0.5, 2.0), (1.2, 1.2, 5.0)])
+def test_gallery_scale_bar_is_ten_millimetres(spacing):
+    from PIL import Image
+
+    hu = np.full((20, 120, 120), -1000, dtype=np.int16)  # air: black in the bone window
+    data = gallery_image(hu, spacing, np.array([10.0, 60.0, 60.0]), (0, 255, 0), 1, "c001")
+    panel = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[:, :180]
+    white = np.all(panel == 255, axis=2)
+
+    def longest_run(row):
+        best = run = 0
+        for value in row:
+            run = run + 1 if value else 0
+            best = max(best, run)
+        return best
+
+    half = round(15.0 / spacing[0])  # the panel shows a 30 mm field: 2 * half + 1 voxels
+    px_per_mm = 180 / ((2 * half + 1) * spacing[0])
+    bar = max(longest_run(row) for row in white[-14:])
+    assert abs(bar - 10.0 * px_per_mm) <= 2.0
