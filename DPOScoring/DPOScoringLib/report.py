@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .lobes import BY_CODE, LOBE_CODES
 from .score_summary import (
-    AUTOMATIC_ONLY,
     LOBE_COLUMNS,
     NOT_ASSESSED,
     STATUS_WORDS,
@@ -262,7 +261,6 @@ def render_report(case_id: str, scores: dict, reading: dict, figures: dict, capt
         "banner": banner_text(scores, reading),
         "state": review_state(scores, reading),
         "complete": is_complete(scores, reading),
-        "automatic_only": review_state(scores, reading).find(AUTOMATIC_ONLY) >= 0,
         "scores": scores,
         "reader": (reading.get("reader") or "").strip(),
         "lobe_columns": LOBE_COLUMNS,
