@@ -448,7 +448,7 @@ def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndar
     candidates.sort(key=lambda c: (-c.confidence, c.lps[2], c.lps[1], c.lps[0]))
     for number, candidate in enumerate(candidates, start=1):
         candidate.id = f"c{number:03d}"
-    progress.step(1.0, f"{len(candidates)} candidates")
+    progress.step(1.0, f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}")
     parameters = asdict(params)
     parameters["effective"] = {"seed_hu": round(float(run.seed_hu), 1),
                                "contrast_seed_hu": round(float(run.contrast_seed_hu), 1),

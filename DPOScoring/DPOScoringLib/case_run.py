@@ -30,14 +30,14 @@ def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures"
     progress = ensure_progress(progress)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     case_id = case_id or Path(ct_path).name.split(".")[0]
-    progress.step(0.0, f"{case_id}: loading the CT")
+    progress.step(0.0, f"CT: loading {case_id} ({Path(ct_path).name})")
     ct = load_ct(ct_path)
-    mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.02, 0.3))
-    progress.step(0.3, f"{case_id}: lobes ({lobe_method})")
+    mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.02, 0.3, stage="lungs"))
     lobe_result = compute_lobes(ct, lobe_method, lobe_source, weights_dir, lungs=mask.labels,
-                                progress=progress.sub(0.3, 0.5))
+                                progress=progress.sub(0.3, 0.5, stage=f"lobes ({lobe_method})"))
     run = detect_on_ct(ct, mask.labels, lobe_result.lobes, mask.airways, params=params,
-                       sources={"ct": str(ct_path), "lobes": lobe_result.provenance}, progress=progress.sub(0.5, 0.8))
+                       sources={"ct": str(ct_path), "lobes": lobe_result.provenance},
+                       progress=progress.sub(0.5, 0.8, stage="detection"))
     warnings = list(dict.fromkeys(run.warnings + mask.warnings + lobe_result.warnings))
     document = candidates_document(ct, run.result, warnings, run.sources, run.lung_volumes_ml)
     statuses = decide(document) if decide else {}
@@ -49,11 +49,11 @@ def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures"
                   "lobe_method": lobe_method, "lobes": lobe_result.provenance}
     provenance = provenance_document(ct, parameters, run.sources, lobe_result.provenance, reader,
                                      reading["decisions"], warnings, started)
-    progress.step(0.85, f"{case_id}: report")
-    page, figures = build_report(case_id, ct, mask.labels, scores, reading["findings"], warnings, provenance)
+    progress.step(0.85, "report: overview images, gallery and chart")
+    page, figures = build_report(case_id, ct, mask.labels, scores, reading, warnings, provenance)
     extra = {"report.html": page.encode("utf-8"), "candidates.json": _json_bytes(document), **figures}
     bundle = write_bundle(out, ct, lobe_result.lobes, reading, scores, provenance, overwrite, extra)
-    progress.step(1.0, f"{case_id}: bundle written")
+    progress.step(1.0, f"bundle: {case_id} written")
     return bundle
 
 

@@ -77,55 +77,18 @@ def _cmd_tally(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on a built-in example: a synthetic chest CT with known findings run through the
-    whole pipeline (lobes, candidates, bundle, report), with a simulated reader who confirms the
-    candidates that are true findings of the phantom and rejects the rest."""
-    import json
+    """The main job on a built-in example (see demo.py)."""
+    from .demo import run_demo
 
-    from .case_run import run_case
-    from .phantom import PhantomSpec, generate_phantom, matches_truth, write_phantom
-    from .progress import Progress
-    from .score_summary import text_report
-
-    folder = Path(args.out)
-    if folder.exists() and any(folder.iterdir()) and not args.force:
-        raise DPOInputError(str(folder), "is not empty; not overwritten (use --force to replace the demo)")
-    folder.mkdir(parents=True, exist_ok=True)
-    progress = Progress(_stderr_progress(args.quiet))
-    print("building a synthetic chest CT (phantom) with known ossifications ...", file=sys.stderr)
-    spec = PhantomSpec(fov_mm=(220.0, 180.0, 200.0), spacing=(0.8, 0.8, 1.0), seed=args.seed, n_po=30)
-    paths = write_phantom(generate_phantom(spec, progress.sub(0.0, 0.4)), folder / "phantom")
-    truth = json.loads(paths["truth"].read_text())
-
-    def simulated_reader(document: dict) -> dict:
-        statuses = {}
-        for candidate in document["candidates"]:
-            near = any(matches_truth(f, candidate["lps"]) for f in truth["findings"])
-            statuses[candidate["id"]] = "confirmed" if near else "rejected"
-        return statuses
-
-    bundle = run_case(paths["ct"], folder / "bundle", reader="simulated reader (phantom truth)",
-                      case_id=f"phantom-seed-{args.seed}", policy=_policy(args), overwrite=True,
-                      decide=simulated_reader, progress=progress.sub(0.4, 1.0))
-    scores = json.loads((bundle / "scores.json").read_text())
-    sys.stdout.write(text_report(scores))
-    print(f"\nreport: {bundle / 'report.html'}\nbundle: {bundle} (lobes, candidates, reading, scores, "
-          f"provenance); phantom and its truth: {folder / 'phantom'}", file=sys.stderr)
+    run_demo(args.out, args.seed, _policy(args), force=args.force, quiet=args.quiet)
     return 0
 
 
 def _stderr_progress(quiet: bool):
-    """A progress callback printing '[ 42%] message' lines to standard error."""
-    if quiet:
-        return None
-    last = {"percent": -10}
+    """A progress callback printing '[ 42%] stage: message' lines to standard error."""
+    from .progress import line_printer
 
-    def report(fraction: float, message: str) -> None:
-        percent = int(fraction * 100)
-        if percent >= last["percent"] + 10 or percent == 100:
-            last["percent"] = percent
-            print(f"[{percent:3d}%] {message}", file=sys.stderr, flush=True)
-    return report
+    return line_printer(quiet)
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -179,7 +142,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     bundle = run_case(args.ct, args.out, args.lobe_method, args.lobes_from, args.weights, args.reader or "",
                       policy=_policy(args), overwrite=args.force, progress=Progress(_stderr_progress(args.quiet)))
-    print(f"bundle written to {bundle}; report: {bundle / 'report.html'}", file=sys.stderr)
+    if not args.quiet:  # the same closing summary as the demo's
+        import json
+
+        from .score_summary import closing_summary
+
+        scores, reading = (json.loads((bundle / name).read_text()) for name in ("scores.json", "reading.json"))
+        sys.stdout.write(closing_summary(scores, reading, str(bundle)))
+        print(f"bundle written to {bundle}; report: {bundle / 'report.html'}", file=sys.stderr)
     return 0
 
 
@@ -263,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output",
                       help="folder for the demo's files (default: demo-output)")
     demo.add_argument("--seed", type=int, default=7, help="phantom random seed")
-    _add_force_and_quiet(demo, "replace the files of an earlier demo")
+    _add_force_and_quiet(demo, "also write into a non-empty folder that is not an earlier demo's "
+                         "(an earlier demo's folder is replaced without it)")
     demo.set_defaults(run=_cmd_demo)
 
     from .cohort_cli import add_cohort_command  # `cohort` and `cohort sample`: parsers and handler live there

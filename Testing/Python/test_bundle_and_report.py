@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas
@@ -32,11 +33,16 @@ def dpo_score(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def bundle(phantom_2mm, tmp_path_factory):
+def run_result(phantom_2mm, tmp_path_factory):
     out = tmp_path_factory.mktemp("cases") / "case-1"
-    result = dpo_score("run", phantom_2mm.paths["ct"], "--out", out, "--reader", "reader-7", "--quiet")
+    result = dpo_score("run", phantom_2mm.paths["ct"], "--out", out, "--reader", "reader-7")
     assert result.returncode == 0, result.stderr
-    return out, phantom_2mm
+    return out, phantom_2mm, result
+
+
+@pytest.fixture(scope="module")
+def bundle(run_result):
+    return run_result[:2]
 
 
 def test_bundle_holds_every_file_and_its_provenance(bundle):
@@ -97,12 +103,33 @@ def test_existing_bundle_is_never_overwritten_silently(bundle):
     assert (out / "provenance.json").read_text() == before
 
 
+def test_run_ends_with_the_scores_summary_and_progress_names_the_stages(run_result):
+    out, _, result = run_result
+    scores = json.loads((out / "scores.json").read_text())
+    pending = scores["findings"]["pending"]
+    assert pending > 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"R {scores['right_total']} / L {scores['left_total']} ")
+    assert f"PROVISIONAL: reader reader-7, {pending} pending" in first and "complete" not in first
+    assert "ILD extent not assessed" in first
+    assert "\nnext:\n" in result.stdout and f"review the {pending} pending candidates" in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    stages = [re.match(r"\[\s*\d+%\] ([^:]+): \S", line).group(1) for line in lines]
+    assert {"CT", "lungs", "lobes (fissures)", "detection", "report", "bundle"} <= set(stages), lines
+
+
+def test_quiet_run_prints_nothing(phantom_2mm, tmp_path):
+    result = dpo_score("run", phantom_2mm.paths["ct"], "--out", tmp_path / "case", "--quiet")
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    assert (tmp_path / "case" / "report.html").is_file()
+
+
 def test_report_is_self_contained(bundle):
     out, _ = bundle
     page = (out / "report.html").read_text()
     sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
     reading = json.loads((out / "reading.json").read_text())
-    assert len(sources) == 4 + 1 + len(reading["findings"])  # 3 axial, coronal MIP, bars, gallery
+    assert len(sources) == 4 + len(reading["findings"])  # 3 axial, coronal MIP, gallery (the chart is SVG)
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).verify()
@@ -121,8 +148,75 @@ def test_report_renders_in_headless_chromium(bundle, tmp_path):
                          timeout=120).stdout
     loaded = re.search(r'data-images="(\d+) loaded, (\d+) broken"', dom)
     assert loaded and int(loaded.group(1)) > 5 and loaded.group(2) == "0"
+    check_rendered_text(dom, out)
     shot = tmp_path / "report.png"
     subprocess.run(flags + ["--window-size=1200,1600", f"--screenshot={shot}", (out / "report.html").as_uri()],
                    capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (1600, 1200) and pixels.std() > 20  # text, tables and images, not a blank page
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(flags + ["--no-pdf-header-footer", f"--print-to-pdf={pdf}", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    boxes = {tuple(round(float(v)) for v in box.split()) for box in
+             re.findall(rb"/MediaBox\s*\[([^\]]*)\]", pdf.read_bytes())}
+    assert boxes == {(0, 0, 595, 842)}  # A4 in points from the print stylesheet (Chromium's default is Letter)
+
+
+class _Text(HTMLParser):
+    """The text a reader sees, per element id and in full (scripts and styles left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts, self.skip, self.bars = [], 0, {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "style"):
+            self.skip += 1
+        if tag == "g" and attrs.get("class") == "bar":
+            self.bars[attrs["data-lobe"]] = {k[5:]: int(v) for k, v in attrs.items()
+                                             if k in ("data-counted", "data-excluded", "data-pending")}
+        if tag in ("tr", "p", "div", "li", "figcaption", "h2"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self.skip -= 1
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+    @property
+    def text(self):
+        return re.sub(r"[ \t]+", " ", "".join(self.parts))
+
+
+def check_rendered_text(dom: str, out):
+    """What headless Chromium rendered, against the bundle's own files (re-derived here)."""
+    parser = _Text()
+    parser.feed(dom)
+    text = parser.text
+    reading = json.loads((out / "reading.json").read_text())
+    findings = reading["findings"]
+    assert f"PROVISIONAL: reader reader-7, {len(findings)} pending" in text  # nothing decided yet
+    assert re.search(r"ILD extent \(0-18\)\s*not assessed", text)
+    assert "counted (NNPOL)" in text and "confirmed, not counted: dendriform lobe" in text and "nodular POs" in text
+    pending = {code: 0 for code in ("RUL", "RML", "RLL", "LUL", "LING", "LLL")}
+    for f in findings:
+        if f["kind"] == "nodular" and f.get("short_axis_mm", 0) < 4.0 and f["lobe"] in pending:
+            pending[f["lobe"]] += 1
+    assert {code: bar["pending"] for code, bar in parser.bars.items()} == pending
+    assert all(bar["counted"] == 0 for bar in parser.bars.values())  # nothing confirmed
+    assert len(re.findall(r"definition [12]\s*(default|total|lobe|each-lung): ", text)) == 5
+    # every overview caption names its slice position and exactly the candidates within 5 mm of it
+    captions = re.findall(r"z = ([+-][\d.]+) mm .*?candidates within 5 mm: ([\d, ]+|none)", text)
+    assert len(captions) == 3
+    for z, listed in captions:
+        near = {n for n, f in enumerate(findings, 1) if abs(f["lps"][2] - float(z)) <= 5.0 + 1e-6}
+        shown = set() if listed == "none" else {int(v) for v in listed.split(",")}
+        assert shown == near, (z, shown, near)
+    for number, finding in enumerate(findings, 1):
+        assert re.search(rf"\b{number} · {finding['id']} – .*?pending", text), finding["id"]
+        assert f"{finding['lobe']} (" in text
+    assert "large_calcified" not in text and "def1=default,def2" in text  # code names only as the policy id

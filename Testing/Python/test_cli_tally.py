@@ -1,4 +1,4 @@
-"""``dpo-score tally`` and ``dpo-score demo`` as a user runs them: a real subprocess."""
+"""``dpo-score tally`` as a user runs it: a real subprocess (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
@@ -90,18 +90,3 @@ def test_example_reading_is_packaged_and_valid():
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["complete"] is False  # it holds a pending finding
 
-
-def test_demo_runs_the_pipeline_on_a_phantom_and_refuses_to_overwrite(tmp_path):
-    out = tmp_path / "demo"
-    result = run_cli("demo", "--out", out, "--quiet")
-    assert result.returncode == 0, result.stderr
-    for name in ("phantom/ct.nrrd", "phantom/truth.json", "bundle/lobes.seg.nrrd", "bundle/candidates.mrk.json",
-                 "bundle/reading.json", "bundle/scores.json", "bundle/provenance.json", "bundle/report.html"):
-        assert (out / name).is_file(), name
-    scores = json.loads((out / "bundle" / "scores.json").read_text())
-    assert scores["schema"] == "dpo-scores/1" and scores["complete"] is True
-    assert scores["total"] >= 15 and "DPO def1" in result.stdout and "report.html" in result.stderr
-    provenance = json.loads((out / "bundle" / "provenance.json").read_text())
-    assert len(provenance["decisions"]) == scores["findings"]["confirmed"] + scores["findings"]["rejected"]
-    again = run_cli("demo", "--out", out, "--quiet")
-    assert again.returncode == 2 and "not empty" in again.stderr
