@@ -5,15 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test lint benchmark clean browser
+.PHONY: demo test lint benchmark clean browser dicom3tools
 
 # torch is pinned first (a CPU build; a newer or unpinned torch would pull a multi-GB CUDA build),
-# then the package with its test and lungmask extras.
+# then the package with its test, lungmask, slicer and dicom extras.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[test,lungmask,slicer]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lungmask,slicer,dicom]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,7 +26,11 @@ lint: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: $(STAMP) browser
+# the DICOM export tests validate lobes.dcm and findings.dcm with Debian's dciodvfy (dicom3tools)
+dicom3tools:
+	@command -v dciodvfy >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null)
+
+test: $(STAMP) browser dicom3tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
