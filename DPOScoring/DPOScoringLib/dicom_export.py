@@ -47,22 +47,30 @@ def _bytes(dataset) -> bytes:
     return stream.getvalue()
 
 
-def dicom_datasets(ct, lobes: np.ndarray, reading: dict, scores: dict, lobe_provenance: dict,
-                   source_folder: str | Path | None = None) -> dict:
-    """{"lobes.dcm": Segmentation, "findings.dcm": ComprehensiveSR} for a CT loaded from DICOM."""
-    from .dicom_seg import build_lobe_segmentation, lobes_in_series_order, read_source_series
+def build_datasets(series, lobes: np.ndarray, reference: sitk.Image, reading: dict, scores: dict,
+                   lobe_provenance: dict) -> dict:
+    """{"lobes.dcm": Segmentation, "findings.dcm": ComprehensiveSR} on a source series
+    (``dicom_seg.read_source_series``); ``lobes`` indexed [k, j, i] like ``reference``."""
+    from .dicom_seg import build_lobe_segmentation, lobes_on_series
     from .dicom_sr import build_findings_report
+
+    labels = lobes_on_series(lobes, reference, series)
+    seg = build_lobe_segmentation(series, labels, lobe_provenance, reading.get("reader", ""))
+    sr = build_findings_report(series, reading, scores, extra_evidence=[seg])
+    return {"lobes.dcm": seg, "findings.dcm": sr}
+
+
+def dicom_datasets(ct, lobes: np.ndarray, reading: dict, scores: dict, lobe_provenance: dict) -> dict:
+    """Both objects for a CT loaded from a DICOM folder by ``load_ct`` (its files, checked by checksum)."""
+    from .dicom_seg import read_source_series, series_files
 
     require_highdicom("--dicom-out")
     uid = (ct.dicom or {}).get("series_instance_uid")
     if not uid:
         raise DPOInputError(ct.source, "was not read from a DICOM series; lobes.dcm and findings.dcm "
                             "need the CT's DICOM UIDs")
-    series = read_source_series(source_folder or ct.source, uid, ct.sha256)
-    labels = lobes_in_series_order(lobes, ct.image, ct.original)
-    seg = build_lobe_segmentation(series, labels, lobe_provenance, reading.get("reader", ""))
-    sr = build_findings_report(series, reading, scores, extra_evidence=[seg])
-    return {"lobes.dcm": seg, "findings.dcm": sr}
+    series = read_source_series(series_files(ct.source, uid), uid, ct.sha256)
+    return build_datasets(series, lobes, ct.image, reading, scores, lobe_provenance)
 
 
 def uid_summary(datasets: dict) -> dict:
@@ -90,8 +98,9 @@ def export_bundle(bundle: str | Path, out: str | Path | None = None, series_fold
     """Writes ``lobes.dcm`` and ``findings.dcm`` for a finished bundle into ``out`` (default: the
     bundle). ``series_folder``: where the CT series is now (default: the input recorded in the
     provenance); its checksum must equal the recorded one. Nothing is overwritten unless asked."""
-    from .ct_image import load_ct
-    from .safe_files import atomic_write_bytes, refuse_existing
+    from .ct_image import sha256_of_files
+    from .dicom_seg import read_source_series, series_files
+    from .safe_files import refuse_existing
 
     require_highdicom("export to DICOM")
     bundle = Path(bundle)
@@ -103,18 +112,47 @@ def export_bundle(bundle: str | Path, out: str | Path | None = None, series_fold
         raise DPOInputError(str(bundle), "was made from a non-DICOM CT; lobes.dcm and findings.dcm need the "
                             "CT's DICOM UIDs")
     out = Path(out) if out else bundle
-    targets = [out / name for name in DICOM_FILES]
-    for target in targets:
-        refuse_existing(target, overwrite)
-    ct = load_ct(folder, uid)
-    if ct.sha256 != recorded.get("sha256"):
-        raise DPOInputError(str(folder), "is not the series this bundle was made from (checksum differs)")
+    for name in DICOM_FILES:
+        refuse_existing(out / name, overwrite)
+    if not folder.is_dir():
+        raise DPOInputError(str(folder), "is not a folder; give the CT's DICOM series folder")
+    files = series_files(folder, uid)
+    if sha256_of_files(files) != recorded.get("sha256"):
+        raise DPOInputError(str(folder), "does not hold the series this bundle was made from (checksum differs)")
     lobe_image = sitk.ReadImage(str(bundle / "lobes.nrrd"))
-    lobes = sitk.GetArrayFromImage(lobe_image)
-    if lobes.shape != ct.array.shape:
-        raise DPOInputError(str(bundle / "lobes.nrrd"), f"shape {lobes.shape} does not match the CT's {ct.array.shape}")
-    datasets = dicom_datasets(ct, lobes, _read_json(bundle / "reading.json"), _read_json(bundle / "scores.json"),
+    datasets = build_datasets(read_source_series(files, uid), sitk.GetArrayFromImage(lobe_image), lobe_image,
+                              _read_json(bundle / "reading.json"), _read_json(bundle / "scores.json"),
                               provenance.get("lobes", {}))
-    encoded = {name: _bytes(ds) for name, ds in datasets.items()}  # both built before either is written
+    return write_files(out, datasets, overwrite)
+
+
+def write_files(out: str | Path, datasets: dict, overwrite: bool = False) -> list[Path]:
+    """Both files written atomically into ``out``, after both are encoded; never over an existing
+    file unless ``overwrite``."""
+    from .safe_files import atomic_write_bytes, refuse_existing
+
+    out = Path(out)
+    for name in datasets:
+        refuse_existing(out / name, overwrite)
+    encoded = {name: _bytes(ds) for name, ds in datasets.items()}
     out.mkdir(parents=True, exist_ok=True)
-    return [atomic_write_bytes(target, encoded[target.name], overwrite) for target in targets]
+    return [atomic_write_bytes(out / name, data, overwrite) for name, data in encoded.items()]
+
+
+def export_review(out: str | Path, lobes: np.ndarray, reference: sitk.Image, reading: dict, scores: dict,
+                  source_files, lobe_provenance: dict | None = None, overwrite: bool = False) -> list[Path]:
+    """For the Slicer module: ``lobes.dcm`` and ``findings.dcm`` of the review on screen, from the
+    CT's own DICOM files (e.g. ``slicer.dicomDatabase.fileForInstance`` of each UID in the volume
+    node's ``DICOM.instanceUIDs``). ``lobes`` is indexed [k, j, i] like ``reference`` (for the
+    module: ``logic.lobe_array(segmentation, volume)`` and ``logic.volume_to_image(volume)``)."""
+    from .dicom_seg import read_source_series
+
+    require_highdicom("export to DICOM")
+    files = [str(f) for f in source_files if f]
+    if not files:
+        raise DPOInputError("export to DICOM", "the CT was not loaded from DICOM (no source files); "
+                            "a DICOM SEG and SR must reference the CT's DICOM UIDs")
+    series = read_source_series(files)
+    datasets = build_datasets(series, lobes, reference, reading, scores,
+                              lobe_provenance or {"method": "Slicer review (segments as edited)"})
+    return write_files(out, datasets, overwrite)

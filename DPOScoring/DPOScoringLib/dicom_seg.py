@@ -26,15 +26,29 @@ MODEL = "DPOScoring"
 
 @dataclass
 class SourceSeries:
-    """The CT series' datasets (headers only), in the loader's slice order, and their files."""
+    """The CT series' datasets (headers only) and their files, sorted along the slice normal."""
 
-    folder: str
     files: list[str]
     datasets: list
 
     @property
     def series_uid(self) -> str:
         return str(self.datasets[0].SeriesInstanceUID)
+
+    def grid(self) -> sitk.Image:
+        """An empty image with the series' own voxel grid: i along the rows (columns index), j
+        down the columns (rows index), k along the slice normal, origin at the first slice."""
+        first = self.datasets[0]
+        orientation = np.array(first.ImageOrientationPatient, dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in self.datasets])
+        steps = np.diff(positions @ normal)
+        row_spacing, column_spacing = (float(v) for v in first.PixelSpacing)
+        image = sitk.Image(int(first.Columns), int(first.Rows), len(self.datasets), sitk.sitkUInt8)
+        image.SetOrigin(tuple(positions[0]))
+        image.SetSpacing((column_spacing, row_spacing, float(np.mean(steps)) if len(steps) else 1.0))
+        image.SetDirection(tuple(np.column_stack([orientation[:3], orientation[3:], normal]).ravel()))
+        return image
 
 
 def series_files(folder: str | Path, series_uid: str) -> list[str]:
@@ -44,31 +58,54 @@ def series_files(folder: str | Path, series_uid: str) -> list[str]:
     return files
 
 
-def read_source_series(folder: str | Path, series_uid: str, sha256: str | None = None) -> SourceSeries:
-    """Headers of the series' files; ``sha256`` (the loader's) guards against a changed folder."""
+def read_source_series(files, series_uid: str | None = None, sha256: str | None = None) -> SourceSeries:
+    """Headers of a CT series' files (a list, e.g. from Slicer's DICOM database, or the GDCM file
+    list of a folder), sorted along the slice normal and checked to form one regular grid.
+    ``sha256`` (the loader's, over the files in GDCM order) guards against a changed folder."""
     import pydicom
 
-    files = series_files(folder, series_uid)
+    files = [str(f) for f in files]
     if sha256 and sha256_of_files(files) != sha256:
-        raise DPOInputError(str(folder), f"DICOM series {series_uid} changed since the CT was loaded "
-                            "(checksum differs); run again")
+        raise DPOInputError(str(Path(files[0]).parent), f"DICOM series {series_uid} changed since the CT was "
+                            "loaded (checksum differs); run again")
     datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
-    for path, dataset in zip(files, datasets):
-        if str(dataset.get("SeriesInstanceUID", "")) != series_uid or "ImagePositionPatient" not in dataset:
-            raise DPOInputError(path, "is not a positioned slice of the chosen CT series")
-    return SourceSeries(str(folder), files, datasets)
+    series_uid = series_uid or str(datasets[0].get("SeriesInstanceUID", ""))
+    first = datasets[0]
+    for path, ds in zip(files, datasets):
+        if str(ds.get("SeriesInstanceUID", "")) != series_uid or "ImagePositionPatient" not in ds:
+            raise DPOInputError(path, f"is not a positioned slice of the CT series {series_uid}")
+        if (ds.get("ImageOrientationPatient") != first.get("ImageOrientationPatient")
+                or ds.get("PixelSpacing") != first.get("PixelSpacing")
+                or (ds.Rows, ds.Columns) != (first.Rows, first.Columns)):
+            raise DPOInputError(path, "differs in orientation, pixel spacing or size from the series' other "
+                                "slices; a DICOM SEG needs one regular grid")
+    orientation = np.array(first.ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    order = np.argsort([np.dot(np.array(ds.ImagePositionPatient, dtype=float), normal) for ds in datasets],
+                       kind="stable")
+    series = SourceSeries([files[i] for i in order], [datasets[i] for i in order])
+    steps = np.diff([np.dot(np.array(ds.ImagePositionPatient, dtype=float), normal) for ds in series.datasets])
+    if len(steps) and (steps.min() <= 0 or steps.max() - steps.min() > 1e-3 * max(1.0, steps.max())):
+        raise DPOInputError(str(Path(files[0]).parent), "slices of the series are not evenly spaced; "
+                            "a DICOM SEG of the lobes needs one regular grid")
+    return series
 
 
-def lobes_in_series_order(lobes: np.ndarray, oriented: sitk.Image, original: Geometry) -> np.ndarray:
-    """The lobe map (indexed like the LPS-oriented CT) back on the series' own grid: frame k is
-    the series' k-th file, rows and columns as stored. A permutation and flips, never a resampling."""
+def lobes_on_series(lobes: np.ndarray, reference: sitk.Image, series: SourceSeries) -> np.ndarray:
+    """The lobe map (an array indexed [k, j, i] like ``reference``, e.g. the LPS-oriented CT) on
+    the series' own grid: frame k belongs to ``series.datasets[k]``, rows and columns as stored.
+    A permutation and flips, never a resampling; a lobe map on any other grid is refused."""
+    grid = series.grid()
+    if tuple(lobes.shape) != tuple(reference.GetSize())[::-1]:
+        raise DPOInputError("lobes", f"array of shape {tuple(lobes.shape)} is not the DICOM series' grid "
+                            f"{Geometry.of(grid).describe()}")
     image = sitk.GetImageFromArray(lobes.astype(np.uint8))
-    image.CopyInformation(oriented)
-    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(original.direction)
+    image.CopyInformation(reference)
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(grid.GetDirection())
     back = sitk.DICOMOrient(image, code)
-    if not Geometry.of(back).matches(original):
-        raise DPOInputError("lobes", f"grid {Geometry.of(back).describe()} does not map onto the DICOM "
-                            f"series' {original.describe()}")
+    if not Geometry.of(back).matches(Geometry.of(grid)):
+        raise DPOInputError("lobes", f"grid {Geometry.of(back).describe()} is not the DICOM series' "
+                            f"{Geometry.of(grid).describe()}")
     return sitk.GetArrayFromImage(back)
 
 

@@ -323,6 +323,33 @@ def test_export_of_a_finished_bundle_writes_the_same_content(dicom_case, tmp_pat
         export_bundle(dicom_case["bundle"], tmp_path / "export")
 
 
+def test_export_review_from_files_in_any_order_and_the_ct_own_grid(dicom_case, tmp_path):
+    """The Slicer path: the CT's files as a DICOM database lists them (any order) and the lobe map
+    on the volume's own grid (here the written grid, rows posterior to anterior)."""
+    from DPOScoringLib.dicom_export import export_review
+    from DPOScoringLib.errors import DPOInputError
+
+    grid = dicom_case["grid"]
+    lobe_map = sitk.ReadImage(str(dicom_case["bundle"] / "lobes.nrrd"))
+    on_grid = sitk.Resample(lobe_map, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    expected = sitk.GetArrayFromImage(on_grid)
+    files = list(dicom_case["series"]["files"])
+    shuffled = [files[i] for i in np.random.default_rng(0).permutation(len(files))]
+    export_review(tmp_path, expected, grid, dicom_case["reading"], dicom_case["scores"], shuffled)
+    seg = hd.seg.segread(tmp_path / "lobes.dcm")
+    for k in (5, len(files) // 2, len(files) - 6):
+        pixels = seg.get_pixels_by_source_instance([dicom_case["series"]["sop"][k]], combine_segments=True)[0]
+        assert np.array_equal(pixels, expected[k]), f"slice {k}"
+    assert len(_groups(hd.sr.srread(tmp_path / "findings.dcm"))) == len(_groups(
+        hd.sr.srread(dicom_case["bundle"] / "findings.dcm")))
+    with pytest.raises(DPOInputError, match="is not the DICOM series"):  # a lobe map on another grid
+        export_review(tmp_path / "other", expected[:, :, 1:], grid, dicom_case["reading"],
+                      dicom_case["scores"], shuffled)
+    with pytest.raises(DPOInputError, match="not loaded from DICOM"):
+        export_review(tmp_path / "none", expected, grid, dicom_case["reading"], dicom_case["scores"], [])
+    assert not (tmp_path / "other").exists() and not (tmp_path / "none").exists()
+
+
 def test_cli_refuses_dicom_out_for_a_non_dicom_input_before_any_work(tmp_path):
     ct = tmp_path / "ct.nrrd"
     image = sitk.Image(8, 8, 8, sitk.sitkInt16)
