@@ -83,12 +83,21 @@ DEF2 = private("DPO-DEF2", "DPO definition 2 met")
 COMPLETE = private("READING-COMPLETE", "Every finding decided by the reader")
 POLICY_NAMES = {"def1": private("POLICY-DEF1", "Variant of DPO definition 1 applied"),
                 "def2": private("POLICY-DEF2", "Variant of DPO definition 2 applied"),
-                "dendriform_nodules": private("POLICY-DENDRIFORM-NODULES",
-                                              "Nodular POs in a dendriform lobe")}
+                "dendriform_nodules": private("POLICY-DENDNOD", "Nodular POs in a dendriform lobe")}
+# code values stay within the 16 characters of a DICOM Code Value (SH)
+POLICY_VALUES = {
+    ("def1", "default"): private("DEF1-DEFAULT", "R >= 1, L >= 1 and R + L >= 10"),
+    ("def1", "total"): private("DEF1-TOTAL", "R + L >= 10"),
+    ("def2", "default"): private("DEF2-DEFAULT", "A lobe with NNPOL >= 5, R >= 1 and L >= 1"),
+    ("def2", "lobe"): private("DEF2-LOBE", "A lobe with NNPOL >= 5"),
+    ("def2", "each-lung"): private("DEF2-EACH-LUNG", "A right and a left lobe with NNPOL >= 5"),
+    ("dendriform_nodules", "exclude"): private("DENDNOD-EXCLUDE", "Not counted (a dendriform lobe counts 0)"),
+    ("dendriform_nodules", "count"): private("DENDNOD-COUNT", "Counted"),
+}
 
 
 def policy_value(key: str, variant: str) -> Code:
-    return private(f"{key.upper().replace('_', '-')}-{variant.upper()}", f"{key} {variant}")
+    return POLICY_VALUES[key, variant]
 
 
 def coding_scheme_identification() -> list[Dataset]:

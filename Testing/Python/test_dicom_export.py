@@ -255,6 +255,8 @@ def test_every_sr_measurement_equals_the_bundle_value(dicom_case):
     assert _evaluation(case, "Every finding decided by the reader").value == yes_no[scores["complete"]]
     assert _evaluation(case, "Variant of DPO definition 1 applied").value == f"DEF1-{scores['policy']['def1'].upper()}"
     assert _evaluation(case, "Variant of DPO definition 2 applied").value == f"DEF2-{scores['policy']['def2'].upper()}"
+    dendriform_nodules = scores["policy"]["dendriform_nodules"].upper()
+    assert _evaluation(case, "Nodular POs in a dendriform lobe").value == f"DENDNOD-{dendriform_nodules}"
     person = sr.content.get_observer_contexts(observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"))
     assert person and str(person[0].observer_identifying_attributes.name) == "reader-7^"
 
@@ -303,6 +305,18 @@ def test_independent_validator_reports_no_errors(dicom_case):
         # the only warnings allowed: the validator does not know our declared private coding scheme
         others = [line for line in lines if line.startswith("Warning") and "99DPO" not in line]
         assert not others, f"{name}: {others}"
+
+
+def test_every_code_value_fits_a_plain_code_value(dicom_case):
+    """Codes longer than 16 characters would go into Long Code Value, which older viewers ignore."""
+    import pydicom
+
+    for name in ("lobes.dcm", "findings.dcm"):
+        dataset = pydicom.dcmread(dicom_case["bundle"] / name)
+        longer = [e.value for e in dataset.iterall() if e.keyword == "LongCodeValue"]
+        assert not longer, f"{name}: {longer}"
+        private = {e.value for e in dataset.iterall() if e.keyword == "CodeValue"}
+        assert private and all(len(value) <= 16 for value in private)
 
 
 def test_export_of_a_finished_bundle_writes_the_same_content(dicom_case, tmp_path):
