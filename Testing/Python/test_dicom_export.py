@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import REAL_CT, require_real
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -386,3 +387,31 @@ def test_batch_passes_dicom_out_through(dicom_case, tmp_path):
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == dicom_case["series"]["series"]
     sr = hd.sr.srread(bundle / "findings.dcm")
     assert len(sr.content.get_image_measurement_groups()) == 1
+
+
+@pytest.mark.real_ct
+def test_real_ct_slices_as_dicom_round_trip(tmp_path):
+    """60 slices (120 mm) of the real thorax CT written as a DICOM series, `dpo-score run --dicom-out`:
+    the SEG holds the bundle's lobes on the real geometry and both files pass the validator."""
+    image = sitk.ReadImage(str(require_real(REAL_CT)))[:, :, 40:100]
+    series = write_ct_series(image, tmp_path / "series", "real thorax CT, slices 40-99")
+    result = dpo_score("run", tmp_path / "series", "--out", tmp_path / "bundle", "--dicom-out", "--quiet")
+    assert result.returncode == 0, result.stderr
+    bundle = tmp_path / "bundle"
+    expected = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(bundle / "lobes.nrrd")), image,
+                                                    sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+    assert set(np.unique(expected)) == set(range(7))
+    seg = hd.seg.segread(bundle / "lobes.dcm")
+    for k in range(0, len(series["sop"]), 7):
+        try:
+            pixels = seg.get_pixels_by_source_instance([series["sop"][k]], combine_segments=True)[0]
+        except (KeyError, ValueError):
+            pixels = np.zeros_like(expected[k])
+        assert np.array_equal(pixels, expected[k]), f"slice {k}"
+    reading = json.loads((bundle / "reading.json").read_text())
+    groups = _groups(hd.sr.srread(bundle / "findings.dcm"))
+    assert set(groups) == {f["id"] for f in reading["findings"] if f["status"] != "rejected"}
+    if shutil.which("dciodvfy"):
+        for name in ("lobes.dcm", "findings.dcm"):
+            run = subprocess.run(["dciodvfy", str(bundle / name)], capture_output=True, text=True)
+            assert not [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
