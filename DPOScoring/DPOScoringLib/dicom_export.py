@@ -37,8 +37,14 @@ def require_dicom_input(ct_path: str | Path, option: str = "--dicom-out") -> Non
     if not path.is_dir():
         raise DPOInputError(option, f"needs a DICOM series folder as input, and {path} is a file: a DICOM "
                             "SEG and SR must reference the CT's DICOM UIDs, which this file does not have")
-    if not sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)):
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+    if not series:
         raise DPOInputError(option, f"needs a DICOM series folder as input, and {path} holds no DICOM series")
+    from .dicom_seg import read_source_series, series_files
+
+    files = {uid: series_files(path, uid) for uid in series}
+    chosen = max(files, key=lambda uid: (len(files[uid]), uid))  # the series load_ct reads
+    read_source_series(files[chosen], chosen)  # headers only: one regular grid, else say so now
 
 
 def _bytes(dataset) -> bytes:

@@ -59,12 +59,10 @@ def _evaluation(name, value):
 
 
 def finding_group(series: SourceSeries, finding: dict):
+    """TID 1410 with a POINT on the nearest CT slice; TID 1501 (no region) for a finding that has
+    no position (a reading typed by hand), so that every confirmed or pending finding is reported."""
     import highdicom as hd
 
-    index, column, row = slice_point(series, finding["lps"])
-    region = hd.sr.ImageRegion(
-        graphic_type=hd.sr.GraphicTypeValues.POINT, graphic_data=np.array([[column, row]]),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(series.datasets[index]))
     measurements = []
     for key, name, unit, derivation in (("short_axis_mm", dc.SHORT_AXIS, dc.MM, None),
                                         ("long_axis_mm", dc.LONG_AXIS, dc.MM, None),
@@ -76,10 +74,16 @@ def finding_group(series: SourceSeries, finding: dict):
     evaluations = [_evaluation(dc.STATUS, dc.STATUSES[finding["status"]])]
     if finding.get("zone") in dc.ZONES:
         evaluations.append(_evaluation(dc.ZONE, dc.ZONES[finding["zone"]]))
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"finding {finding['id']}"),
-        referenced_region=region, finding_type=dc.FINDING_KINDS[finding["kind"]],
-        finding_sites=_site(finding["lobe"]), measurements=measurements, qualitative_evaluations=evaluations)
+    common = {"tracking_identifier": hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"finding {finding['id']}"),
+              "finding_type": dc.FINDING_KINDS[finding["kind"]], "finding_sites": _site(finding["lobe"]),
+              "measurements": measurements, "qualitative_evaluations": evaluations}
+    if not finding.get("lps"):
+        return hd.sr.MeasurementsAndQualitativeEvaluations(**common)
+    index, column, row = slice_point(series, finding["lps"])
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POINT, graphic_data=np.array([[column, row]]),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(series.datasets[index]))
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(referenced_region=region, **common)
 
 
 def case_group(scores: dict):
@@ -126,7 +130,7 @@ def build_findings_report(series: SourceSeries, reading: dict, scores: dict, ser
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    findings = [f for f in reading["findings"] if f.get("status") in REPORTED_STATUSES and f.get("lps")]
+    findings = [f for f in reading["findings"] if f.get("status") in REPORTED_STATUSES]
     groups = [finding_group(series, finding) for finding in findings] + [case_group(scores)]
     report = hd.sr.MeasurementReport(observation_context=observation_context(reading.get("reader", "")),
                                      procedure_reported=dc.CT_CHEST, imaging_measurements=groups,

@@ -182,6 +182,12 @@ def _value(group, name: str, derivation: str | None = None) -> float:
     return float(matches[0].value)
 
 
+def _case_group(sr):
+    groups = [g for g in sr.content.get_image_measurement_groups() if g.tracking_identifier == "DPO scores"]
+    assert len(groups) == 1
+    return groups[0]
+
+
 def _site(site) -> tuple[str, str | None]:
     """(anatomy code value, laterality code value or None) of a FindingSite read back."""
     return site.value.value, (site.laterality.value if site.laterality is not None else None)
@@ -228,9 +234,7 @@ def test_every_sr_measurement_equals_the_bundle_value(dicom_case):
         normal = np.cross(row_dir, col_dir)
         assert abs(offset @ normal) <= float(datasets[source].SliceThickness) / 2 + 1e-6
         assert np.linalg.norm(offset - (offset @ normal) * normal) < 1e-3
-    case = sr.content.get_image_measurement_groups()
-    assert len(case) == 1
-    case = case[0]
+    case = _case_group(sr)
     nnpol = {}
     for measurement in case.get_measurements():
         if measurement.name.value == "NNPOL":
@@ -365,6 +369,51 @@ def test_export_review_from_files_in_any_order_and_the_ct_own_grid(dicom_case, t
     assert not (tmp_path / "other").exists() and not (tmp_path / "none").exists()
 
 
+def test_sr_reports_findings_without_position_or_lobe_and_the_policy_used(dicom_case, tmp_path):
+    """A hand-written reading: a confirmed granuloma without a position (no image region: a TID 1501
+    group), a pending finding in no lobe (no finding site), a rejected one (left out); ANS and CS
+    undefined (left out); a non-default policy."""
+    from DPOScoringLib.dicom_seg import read_source_series
+    from DPOScoringLib.dicom_sr import build_findings_report
+
+    series = read_source_series(dicom_case["series"]["files"])
+    lps = [float(v) for v in dicom_case["grid"].TransformIndexToPhysicalPoint((100, 80, 20))]
+    reading = {"reader": "", "findings": [
+        {"id": "g1", "status": "confirmed", "kind": "granuloma", "lobe": "RLL", "short_axis_mm": 6.5},
+        {"id": "u1", "status": "pending", "kind": "nodular", "lobe": "unassigned", "lps": lps},
+        {"id": "r1", "status": "rejected", "kind": "nodular", "lobe": "RUL", "lps": lps}]}
+    scores = {"nnpol": dict.fromkeys(TERMINOLOGY, 0), "right_total": 0, "left_total": 0, "total": 0, "ldo": 6,
+              "ans": None, "coarseness_score": None, "ild_extent": 4, "dpo_def1": False, "dpo_def2": False,
+              "complete": False, "policy": {"def1": "total", "def2": "each-lung", "dendriform_nodules": "count"}}
+    build_findings_report(series, reading, scores).save_as(tmp_path / "sr.dcm")
+    sr = hd.sr.srread(tmp_path / "sr.dcm")
+    planar = _groups(sr)
+    assert set(planar) == {"u1"} and not planar["u1"].finding_sites
+    assert planar["u1"].roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID \
+        == dicom_case["series"]["sop"][20]
+    without_position = [g for g in sr.content.get_image_measurement_groups() if g.tracking_identifier == "finding g1"]
+    assert len(without_position) == 1
+    assert _value(without_position[0], "Short axis") == 6.5
+    assert _site(without_position[0].finding_sites[0]) == ("90572001", "24028007")
+    case = _case_group(sr)
+    names = {m.name.meaning for m in case.get_measurements()}
+    assert "Average nodule score" not in names and "Coarseness score" not in names
+    assert _value(case, "Number of lobes with dendriform ossification") == 6
+    assert _evaluation(case, "Variant of DPO definition 2 applied").value == "DEF2-EACH-LUNG"
+    assert _evaluation(case, "Nodular POs in a dendriform lobe").value == "DENDNOD-COUNT"
+    assert sr.CompletionFlag == "PARTIAL" and not sr.content.get_observer_contexts(
+        observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"))
+
+
+def test_cli_refuses_an_irregular_series_before_any_work(dicom_case, tmp_path):
+    folder = tmp_path / "gap"
+    shutil.copytree(dicom_case["root"] / "series", folder)
+    (folder / "ct-0030.dcm").unlink()  # one slice missing: the slices are no longer evenly spaced
+    result = dpo_score("run", folder, "--out", tmp_path / "bundle", "--dicom-out", "--quiet", timeout=120)
+    assert result.returncode == 2 and "evenly spaced" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bundle").exists()
+
+
 def test_cli_refuses_dicom_out_for_a_non_dicom_input_before_any_work(tmp_path):
     ct = tmp_path / "ct.nrrd"
     image = sitk.Image(8, 8, 8, sitk.sitkInt16)
@@ -385,8 +434,7 @@ def test_batch_passes_dicom_out_through(dicom_case, tmp_path):
     bundle = tmp_path / "out" / "case-a"
     seg = hd.seg.segread(bundle / "lobes.dcm")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == dicom_case["series"]["series"]
-    sr = hd.sr.srread(bundle / "findings.dcm")
-    assert len(sr.content.get_image_measurement_groups()) == 1
+    assert _case_group(hd.sr.srread(bundle / "findings.dcm"))
 
 
 @pytest.mark.real_ct
