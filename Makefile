@@ -17,7 +17,7 @@ TORCH_INDEX_OPTION := $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX),)
 DEMO_OUT ?= demo-output
 DEMO_ARGS ?=
 
-.PHONY: demo test lint benchmark clean browser
+.PHONY: demo test lint benchmark clean browser dicom3tools
 
 # what the demo needs: the package and its core dependencies (no torch, no Slicer libraries)
 $(CORE_STAMP): pyproject.toml
@@ -32,7 +32,7 @@ $(STAMP): $(CORE_STAMP)
 	@echo "==> [setup 2/2] $(VENV): torch==$(TORCH_VERSION) $(if $(strip $(TORCH_INDEX)),from $(TORCH_INDEX),from pip's configured sources), then the test, lungmask and slicer extras"
 	$(BIN)/python -m pip install $(TORCH_INDEX_OPTION) "torch==$(TORCH_VERSION)"
 	@$(BIN)/python -c "import torch; print('==> torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU build)')"
-	$(BIN)/python -m pip install -e ".[test,lungmask,slicer,cohort]"
+	$(BIN)/python -m pip install -e ".[test,lungmask,slicer,cohort,dicom]"
 	@du -sh $(VENV) | sed 's/^/==> venv size: /'
 	touch $(STAMP)
 
@@ -48,7 +48,11 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "==> installing chromium with apt-get (for the report test)"; \
 		apt-get update && apt-get install -y chromium; }
 
-test: $(STAMP) browser
+# the DICOM export tests validate lobes.dcm and findings.dcm with Debian's dciodvfy (dicom3tools)
+dicom3tools:
+	@command -v dciodvfy >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null)
+
+test: $(STAMP) browser dicom3tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

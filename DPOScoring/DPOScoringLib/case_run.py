@@ -24,10 +24,15 @@ from .scoring import score_reading
 def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures", lobe_source=None,
              weights_dir=None, reader: str = "", case_id: str | None = None,
              policy: ScoringPolicy = DEFAULT_POLICY, params: DetectionParams | None = None,
-             overwrite: bool = False, decide=None, progress: Progress | None = None) -> Path:
+             overwrite: bool = False, decide=None, progress: Progress | None = None, dicom_out: bool = False) -> Path:
     """``decide``: optional callable(candidates document) -> {candidate id: status}, applied before
-    scoring (the demo's simulated reader); each decision is logged in the provenance."""
+    scoring (the demo's simulated reader); each decision is logged in the provenance. ``dicom_out``:
+    also ``lobes.dcm`` and ``findings.dcm`` (DICOM input only, checked before any work)."""
     progress = ensure_progress(progress)
+    if dicom_out:
+        from .dicom_export import require_dicom_input
+
+        require_dicom_input(ct_path)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     case_id = case_id or Path(ct_path).name.split(".")[0]
     progress.step(0.0, f"CT: loading {case_id} ({Path(ct_path).name})")
@@ -52,6 +57,13 @@ def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures"
     progress.step(0.85, "report: overview images, gallery and chart")
     page, figures = build_report(case_id, ct, mask.labels, scores, reading, warnings, provenance)
     extra = {"report.html": page.encode("utf-8"), "candidates.json": _json_bytes(document), **figures}
+    if dicom_out:
+        from .dicom_export import dicom_results
+
+        progress.step(0.9, f"{case_id}: DICOM SEG and SR")
+        files, provenance["dicom_outputs"] = dicom_results(ct, lobe_result.lobes, reading, scores,
+                                                           lobe_result.provenance)
+        extra.update(files)
     bundle = write_bundle(out, ct, lobe_result.lobes, reading, scores, provenance, overwrite, extra)
     progress.step(1.0, f"bundle: {case_id} written")
     return bundle

@@ -48,6 +48,9 @@ def _add_case_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
     parser.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
     parser.add_argument("--reader", help="reader ID recorded in the provenance")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write lobes.dcm (DICOM SEG) and findings.dcm (DICOM SR TID 1500) into the "
+                             "bundle; DICOM series input only; needs the 'dicom' extra (highdicom)")
     _add_policy_options(parser)
 
 
@@ -141,7 +144,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     bundle = run_case(args.ct, args.out, args.lobe_method, args.lobes_from, args.weights, args.reader or "",
-                      policy=_policy(args), overwrite=args.force, progress=Progress(_stderr_progress(args.quiet)))
+                      policy=_policy(args), overwrite=args.force, progress=Progress(_stderr_progress(args.quiet)),
+                      dicom_out=args.dicom_out)
     if not args.quiet:  # the same closing summary as the demo's
         import json
 
@@ -158,6 +162,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     options = {"lobe_method": args.lobe_method, "lobe_source": args.lobes_from, "weights_dir": args.weights,
                "reader": args.reader or "", "policy": _policy(args)}
+    if args.dicom_out:
+        from .dicom_export import require_highdicom
+
+        require_highdicom("--dicom-out")  # each case's input is checked when its turn comes
+        options["dicom_out"] = True
     rows = run_batch(args.input, args.out, args.workers, options,
                      report=lambda line: print(line, file=sys.stderr, flush=True))
     failed = [r["case_id"] for r in rows if r["status"].startswith("failed")]
