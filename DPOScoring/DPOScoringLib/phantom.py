@@ -73,7 +73,8 @@ class PhantomSpec:
     n_po_clusters: int = 0  # paper placement: extra clusters of 2-3 POs 1-2.5 mm apart
     ribs_touch_lung: bool = False
     fused_lungs: bool = False  # anterior junction line
-    outside_air: str = "ideal"  # "ideal" (-1000 HU + noise_sd) or "noisy" (~-980 HU, sd ~50 HU)
+    outside_air: str = "ideal"  # "ideal" (-1000 HU + noise_sd) or "noisy" (outside_air_hu, sd ~50 HU)
+    outside_air_hu: float = -980.0  # mean of noisy outside air (real sharp-kernel scans: -942 to -967)
     streaks: bool = False
     padding_hu: int | None = None  # e.g. -2000 or -3024 outside the scan circle
     table: bool = False
@@ -311,7 +312,8 @@ def finish_phantom(canvas, geo, spec, lobes, lungs, findings, distractors, cysts
         outside = outside_body(geo, x, y)
         if spec.table:
             outside &= np.isnan(table_hu(geo, x, y, spec.posture == "prone", float(spec.fov_mm[0])))
-        noisy_outside_air(blurred, outside, scanner_rng, spec.noise_sd)
+        noisy_outside_air(blurred, outside, scanner_rng, spec.noise_sd, spec.outside_air_hu)
+        scanner["outside_air_hu"] = spec.outside_air_hu
     if spec.streaks:
         add_streaks(blurred, x, y, (0.0, 0.64 * geo.half_depth), scanner_rng)
     ct_array = np.clip(np.rint(blurred), -1024, 3071).astype(np.int16)

@@ -41,13 +41,14 @@ def table_hu(geo: ChestGeometry, x, y, prone: bool, width: float) -> np.ndarray:
     return out
 
 
-def noisy_outside_air(array: np.ndarray, outside: np.ndarray, rng: np.random.Generator, base_sd: float) -> None:
-    """Raise the outside air to about -980 HU and its noise to ~50 HU sd (in place; the array
+def noisy_outside_air(array: np.ndarray, outside: np.ndarray, rng: np.random.Generator, base_sd: float,
+                      level_hu: float = OUTSIDE_AIR_HU) -> None:
+    """Raise the outside air to ``level_hu`` and its noise to ~50 HU sd (in place; the array
     already carries the in-body noise ``base_sd``), with a slow slice-to-slice drift."""
     extra = float(np.sqrt(max(OUTSIDE_AIR_SD ** 2 - base_sd ** 2, 0.0)))
     count = int(outside.sum())
     for k in range(array.shape[0]):
-        level = OUTSIDE_AIR_HU - (-1000.0) + rng.normal(0.0, 8.0)
+        level = level_hu - (-1000.0) + rng.normal(0.0, 8.0)
         array[k][outside] += (level + rng.normal(0.0, extra, count)).astype(np.float32)
 
 

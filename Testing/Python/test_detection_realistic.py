@@ -139,7 +139,7 @@ def far_from_lungs(mask: np.ndarray, truth: np.ndarray, spacing) -> int:
     return int(((mask > 0) & (distance > 5.0)).sum())
 
 
-@pytest.mark.parametrize("variant", ["supine-fibrosis", "healthy-padding-3024", "prone"])
+@pytest.mark.parametrize("variant", ["supine-fibrosis", "healthy-padding-3024", "sharp-kernel-air-955", "prone"])
 def test_two_lungs_found_on_scanner_variants(phantom_variant, variant):
     paths = phantom_variant(variant)
     ct = load_ct(paths["ct"])

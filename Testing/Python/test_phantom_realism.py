@@ -50,15 +50,17 @@ def test_fibrosis_variant_anatomy_and_scanner(phantom_variant):
     front = circle & (y[:, None] < -truth["spec"]["body_mm"][1] - 4)
     air = hu[:, front]
     assert -1000 < float(air.mean()) < -950 and 35 < float(air.std()) < 75
-    assert (hu == truth["scanner"]["padding_hu"]).sum() > 0 and (hu[:, ~circle] == truth["scanner"]["padding_hu"]).all()
-    # a table behind the body: dense shell rows below the skin
+    beyond = (x[None, :] - centre[0]) ** 2 + (y[:, None] - centre[1]) ** 2 > (radius + 1) ** 2
+    assert beyond.any() and (hu[:, beyond] == truth["scanner"]["padding_hu"]).all()
+    # a table behind the body: in the middle slice, every column near the midline meets its shell
     behind = y > truth["spec"]["body_mm"][1] + 2
-    assert (hu[:, behind][:, :, np.abs(x) < 50] >= 120).mean() > 0.05
-    # subpleural basal fibrosis: dense lung at the back of the bases, none at the apices
-    z = np.arange(hu.shape[0])
-    base, apex = lungs[: len(z) // 4] > 0, lungs[int(0.8 * len(z)):] > 0
-    assert (hu[: len(z) // 4][base] > -500).mean() > 0.05
-    assert (hu[int(0.8 * len(z)):][apex] > -500).mean() < 0.03
+    middle = hu[hu.shape[0] // 2][behind][:, np.abs(x) < 50]
+    assert (middle >= 0).any(axis=0).mean() > 0.95 and (middle < -800).any(axis=0).mean() > 0.95
+    # subpleural basal fibrosis: dense lung at the bases, much less at the apices (vessels only)
+    n = hu.shape[0]
+    base = (hu[: n // 4][lungs[: n // 4] > 0] > -500).mean()
+    apex = (hu[int(0.8 * n):][lungs[int(0.8 * n):] > 0] > -500).mean()
+    assert base > 0.1 and base > 4 * apex, (base, apex)
     # honeycomb cysts: air inside, 3-10 mm, thick walls
     cysts = truth["honeycomb_cysts"]
     assert len(cysts) >= 20
