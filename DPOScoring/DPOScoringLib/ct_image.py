@@ -1,9 +1,12 @@
 """Loading a chest CT (NRRD, NIfTI, MHA/MHD, DICOM series folder) and checking it is usable.
 
-Errors (``DPOInputError``) name the file and what is wrong: not 3-D, not scalar, DICOM
-modality not CT, missing or zero spacing, values that look un-rescaled. Warnings travel into
-every output: slices thicker than 1.5 mm, contrast enhancement (added by the pipeline once the
-lungs are known, see ``contrast.py``).
+Errors (``DPOInputError``) name the file and what is wrong: a file type that is not what its
+name says, a truncated or damaged file, not 3-D, not scalar, DICOM modality not CT, missing,
+zero or impossible spacing, a field of view larger than a body, NaN/Inf voxels, values that
+look un-rescaled (see ``ct_file_checks.py``). Warnings travel into every output: slices
+thicker than 1.5 mm, slice gaps or non-uniform DICOM slice spacing (``ct_slices.py``), a body
+too small for an adult chest at the declared spacing, contrast enhancement (added by the
+pipeline once the lungs are known, see ``contrast.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,25 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .ct_file_checks import (
+    check_complete,
+    check_header_geometry,
+    nonfinite_error,
+    read_error,
+    sniff,
+)
+from .ct_slices import SliceLayout, dicom_slice_layout
 from .errors import DPOInputError
 
 THIN_SECTION_MAX_MM = 1.5
 THICK_SLICE_WARNING = ("slice thickness {thickness:.2f} mm > 1.5 mm: thin-section CT recommended; "
                        "POs < 4 mm may be missed")
 HU_RANGE = (-1024, 3071)
+# An adult chest is 250-400 mm wide (a small adult about 240 mm); a whole body (not cut by the
+# field of view) narrower than this at the declared spacing suggests a resampled image whose
+# spacing was not updated, e.g. downsampled 4x but still labelled 1 mm.
+SMALL_BODY_WARNING_MM = 160.0
+BODY_HU = -400.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,13 @@ class CTVolume:
     original: Geometry
     warnings: list[str] = field(default_factory=list)
     dicom: dict = field(default_factory=dict)
+    slices: SliceLayout | None = None  # true DICOM slice positions; None for a file of uniform slices
+
+    @property
+    def contiguous(self) -> bool:
+        """False when slices are missing or have gaps between them: what needs contiguous
+        slices (the dendriform test) must refuse or stay within ``slices.runs()``."""
+        return self.slices is None or self.slices.contiguous
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -98,7 +121,9 @@ class CTVolume:
     def provenance(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "size": list(self.original.size),
                 "spacing": list(self.original.spacing), "origin": list(self.original.origin),
-                "direction": list(self.original.direction), **({"dicom": self.dicom} if self.dicom else {})}
+                "direction": list(self.original.direction), "contiguous_slices": self.contiguous,
+                **({"dicom": self.dicom} if self.dicom else {}),
+                **({"slices": self.slices.to_dict()} if self.slices is not None else {})}
 
 
 def sha256_of_files(paths) -> str:
@@ -127,21 +152,19 @@ def _header_lines(path: Path, stop_prefix: str | None) -> list[str]:
     return lines
 
 
-def _spacing_declared(path: Path) -> bool | None:
-    """Whether the file's own header declares voxel spacing; None where we cannot tell."""
-    name = path.name.lower()
-    if name.endswith((".nrrd", ".nhdr")):
+def _spacing_declared(path: Path, kind: str) -> bool | None:
+    """Whether the file's own header declares voxel spacing; None where we cannot tell.
+    ``kind`` is the type found from the content (``ct_file_checks.sniff``)."""
+    if kind == "nrrd":
         lines = _header_lines(path, None)
-        if not lines or not lines[0].startswith("NRRD"):
-            return None  # not a NRRD file at all: the reader will say so
         return any(line.startswith(("spacings:", "space directions:")) for line in lines)
-    if name.endswith((".mha", ".mhd")):
+    if kind == "metaimage":
         lines = _header_lines(path, "ElementDataFile=")
         if not any(line.replace(" ", "").startswith("NDims=") for line in lines):
             return None
         return any(line.replace(" ", "").startswith("ElementSpacing=") for line in lines)
-    if name.endswith((".nii", ".nii.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
+    if kind.startswith("nifti1"):
+        opener = gzip.open if kind.endswith("-gz") else open
         with opener(path, "rb") as stream:
             header = stream.read(348)
         if len(header) < 348:
@@ -154,12 +177,29 @@ def _spacing_declared(path: Path) -> bool | None:
 
 # --- readers -------------------------------------------------------------------------------------
 
-def _read_file(path: Path) -> sitk.Image:
+_IMAGE_IO = {"nrrd": "NrrdImageIO", "metaimage": "MetaImageIO"}
+
+
+def _reader_for(path: Path, kind: str) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(_IMAGE_IO.get(kind, "NiftiImageIO"))
+    return reader
+
+
+def _read_file(path: Path, kind: str) -> sitk.Image:
+    """Header first (geometry checked before any voxel is read), then the voxels."""
+    reader = _reader_for(path, kind)
     try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise DPOInputError(str(path), "is not an image this tool can read (NRRD, NIfTI, MHA/MHD or a "
-                            "DICOM series folder)") from None
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise read_error(str(path), error) from None
+    if reader.GetDimension() == 3:
+        check_header_geometry(reader.GetSize(), reader.GetSpacing(), str(path))
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise read_error(str(path), error) from None
 
 
 def _dicom_value(reader: sitk.ImageSeriesReader, key: str) -> str:
@@ -171,7 +211,15 @@ def _dicom_value(reader: sitk.ImageSeriesReader, key: str) -> str:
     return ""
 
 
-def _read_dicom_folder(folder: Path, series_uid: str | None) -> tuple[sitk.Image, list[str], dict]:
+def _stacked_in_reverse(image: sitk.Image) -> bool:
+    """Whether ``orient_lps`` reverses the slice axis (the slice normal points toward -x, -y or -z)."""
+    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
+    return bool(normal[int(np.argmax(np.abs(normal)))] < 0)
+
+
+def _read_dicom_folder(folder: Path, series_uid: str | None):
+    """(image, files, DICOM facts, slice layout). The image's slice spacing is the usual step
+    between slices (not the average over gaps); the layout holds every slice's true position."""
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise DPOInputError(str(folder), "contains no DICOM series")
@@ -189,11 +237,15 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> tuple[sitk.Image
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     reader.LoadPrivateTagsOn()
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's raw "non uniform sampling" text; we say it better
     try:
         image = reader.Execute()
     except RuntimeError as error:
         raise DPOInputError(str(folder), f"DICOM series {chosen} cannot be read "
-                            f"({str(error).splitlines()[0][:120]})") from None
+                            f"({str(error).strip().splitlines()[-1][:120]})") from None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     info = {
         "series_instance_uid": chosen,
         "study_instance_uid": _dicom_value(reader, "0020|000d"),
@@ -205,7 +257,15 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> tuple[sitk.Image
     }
     if info["modality"] and info["modality"].upper() != "CT":
         raise DPOInputError(str(folder), f"DICOM modality is {info['modality']}, not CT")
-    return image, files, info
+    layout = None
+    if image.GetDimension() == 3 and len(files) == image.GetSize()[2]:
+        layout = dicom_slice_layout(reader, len(files), info["slice_thickness_mm"], _stacked_in_reverse(image),
+                                    str(folder))
+    if layout is not None and (layout.gaps or layout.non_uniform_steps_mm):
+        spacing = list(image.GetSpacing())
+        spacing[2] = layout.step_mm  # true within each contiguous run; the reader's average is true nowhere
+        image.SetSpacing(spacing)
+    return image, files, info, layout
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -219,9 +279,7 @@ def _check_geometry(image: sitk.Image, where: str) -> None:
     if min(image.GetSize()) < 2:
         raise DPOInputError(where, f"has size {'x'.join(map(str, image.GetSize()))}; a volume with "
                             "several slices is needed")
-    spacing = image.GetSpacing()
-    if not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise DPOInputError(where, f"voxel spacing {tuple(spacing)} is missing or zero")
+    check_header_geometry(image.GetSize(), image.GetSpacing(), where)
 
 
 def _check_hounsfield(array: np.ndarray, where: str) -> None:
@@ -246,6 +304,26 @@ def slice_thickness_warning(spacing_z: float, dicom_thickness: str = "") -> str 
     return None
 
 
+def small_body_warning(array: np.ndarray, spacing) -> str | None:
+    """A warning when the whole body (not cut by the field of view) is narrower than an adult
+    chest at the declared spacing. ``array`` is LPS-oriented [k, j, i]."""
+    body = array[::2] > BODY_HU
+    seen = body.sum(axis=0) >= max(1, 0.1 * body.shape[0])  # noise in the outside air is not body
+    if not seen.any():
+        return None
+    rows, columns = np.flatnonzero(seen.any(axis=1)), np.flatnonzero(seen.any(axis=0))
+    margin = 2
+    if (columns[0] < margin or columns[-1] >= seen.shape[1] - margin
+            or rows[0] < margin or rows[-1] >= seen.shape[0] - margin):
+        return None  # cut by the field of view: a crop, its size says nothing
+    width = (columns[-1] - columns[0] + 1) * spacing[0]
+    depth = (rows[-1] - rows[0] + 1) * spacing[1]
+    if max(width, depth) < SMALL_BODY_WARNING_MM:
+        return (f"the body is only {width:.0f} x {depth:.0f} mm across at the declared voxel spacing (an adult "
+                "chest is 250-400 mm wide): is the spacing right (an image resampled without updating it?)")
+    return None
+
+
 def to_hounsfield_int16(image: sitk.Image) -> sitk.Image:
     """The image as int16 HU (rounded and clipped to -1024..3071 when stored otherwise)."""
     if image.GetPixelID() == sitk.sitkInt16:
@@ -258,10 +336,14 @@ def to_hounsfield_int16(image: sitk.Image) -> sitk.Image:
 
 
 def check_ct_image(image: sitk.Image, where: str, source: str, sha256: str,
-                   dicom: dict | None = None) -> CTVolume:
+                   dicom: dict | None = None, slices: SliceLayout | None = None) -> CTVolume:
     """Apply every check to an image already in memory (a file, a DICOM series, a Slicer node)."""
     _check_geometry(image, where)
-    _check_hounsfield(sitk.GetArrayViewFromImage(image), where)
+    values = sitk.GetArrayViewFromImage(image)
+    error = nonfinite_error(values, where)
+    if error is not None:
+        raise error
+    _check_hounsfield(values, where)
     original = Geometry.of(image)
     image = orient_lps(to_hounsfield_int16(image))
     array = sitk.GetArrayViewFromImage(image)
@@ -269,11 +351,16 @@ def check_ct_image(image: sitk.Image, where: str, source: str, sha256: str,
     thick = slice_thickness_warning(image.GetSpacing()[2], (dicom or {}).get("slice_thickness_mm", ""))
     if thick:
         warnings.append(thick)
+    if slices is not None:
+        warnings.extend(slices.warnings())
+    small = small_body_warning(array, image.GetSpacing())
+    if small:
+        warnings.append(small)
     if dicom and dicom.get("contrast_agent"):
         warnings.append(f"contrast-enhanced study (DICOM contrast agent: {dicom['contrast_agent']}); "
                         "contrast-filled vessels are suppressed")
     return CTVolume(image=image, array=array, source=source, sha256=sha256, original=original,
-                    warnings=warnings, dicom=dicom or {})
+                    warnings=warnings, dicom=dicom or {}, slices=slices)
 
 
 def input_checksum(path: str | Path) -> str:
@@ -298,10 +385,12 @@ def load_ct(path: str | Path, series_uid: str | None = None) -> CTVolume:
     if not path.exists():
         raise DPOInputError(str(path), "no such file or folder")
     if path.is_dir():
-        image, files, dicom = _read_dicom_folder(path, series_uid)
-        return check_ct_image(image, str(path), str(path), sha256_of_files(files), dicom)
-    if _spacing_declared(path) is False:
+        image, files, dicom, slices = _read_dicom_folder(path, series_uid)
+        return check_ct_image(image, str(path), str(path), sha256_of_files(files), dicom, slices)
+    kind = sniff(path)
+    if _spacing_declared(path, kind) is False:
         raise DPOInputError(str(path), "declares no voxel spacing (or a zero spacing); the size of a "
                             "finding cannot be measured without it")
-    image = _read_file(path)
+    check_complete(path, kind)
+    image = _read_file(path, kind)
     return check_ct_image(image, str(path), str(path), sha256_of_files([path]))

@@ -19,7 +19,7 @@ from DPOScoringLib.errors import DPOInputError
 def small_ct(spacing=(0.8, 0.8, 1.0), shape=(12, 40, 48), direction=None) -> sitk.Image:
     rng = np.random.default_rng(0)
     array = np.full(shape, -1000, dtype=np.int16)
-    array[:, 8:32, 8:40] = 40
+    array[:, 8:32, :] = 40  # a body cut by the field of view (a crop): its size says nothing
     array[:, 12:28, 12:22] = -850
     array[:, 12:28, 26:36] = -850
     array += rng.normal(0, 5, shape).astype(np.int16)
