@@ -111,31 +111,168 @@ def _nifti_expected_bytes(header: bytes, kind: str, where: str) -> int:
     return int(max(offset, 352 if kind.startswith("nifti1") else 544)) + voxels * per_voxel
 
 
-def _gzip_length(path: Path, where: str) -> int:
-    """Decompressed length of a gzip file, read to its end; a cut-off stream is refused."""
+def _stream_length(opened, where: str) -> int:
+    """Decompressed length of a gzip/zlib stream, read to its end; a cut-off stream is refused."""
     total = 0
     try:
-        with gzip.open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 22), b""):
+        with opened as stream:
+            for block in iter(lambda: stream.read(1 << 16), b""):
                 total += len(block)
     except EOFError:
-        raise DPOInputError(where, f"is truncated: the gzip stream ends after {total:,} bytes (an interrupted "
-                            "download or copy?)") from None
+        raise DPOInputError(where, "is truncated: its compressed data stops before the end of the stream (an "
+                            "interrupted download or copy?)") from None
     except (OSError, zlib.error) as error:
-        raise DPOInputError(where, f"is damaged: the gzip stream cannot be decompressed ({error})") from None
+        raise DPOInputError(where, f"is damaged: its compressed data cannot be decompressed ({error})") from None
     return total
 
 
+class _ZlibReader:
+    """A file-like reader of a zlib (MetaImage) or gzip (NRRD) stream that starts at ``offset``."""
+
+    def __init__(self, path: Path, offset: int, wbits: int):
+        self.stream = open(path, "rb")
+        self.stream.seek(offset)
+        self.inflater = zlib.decompressobj(wbits)
+
+    def read(self, size: int) -> bytes:
+        while True:
+            raw = self.stream.read(size)
+            if not raw:
+                if not self.inflater.eof:
+                    raise EOFError("compressed stream ends early")
+                return b""
+            out = self.inflater.decompress(raw)
+            if out or self.inflater.eof:
+                return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+
+
+def _text_header(path: Path, last_key: str | None) -> tuple[dict, int] | None:
+    """(fields, byte offset of the data) of a NRRD header (ends at a blank line) or a MetaImage
+    header (ends at its ``last_key`` line); None when it does not end within 64 KB."""
+    with open(path, "rb") as stream:
+        head = stream.read(65536)
+    fields, offset = {}, 0
+    for raw_line in head.splitlines(keepends=True):
+        offset += len(raw_line)
+        line = raw_line.decode("latin-1").strip()
+        if last_key is None and not line:
+            return fields, offset
+        separator = ":" if last_key is None else "="
+        if separator in line:
+            key, value = line.split(separator, 1)
+            key = key.strip() if last_key is not None else key.strip().lower()
+            fields[key] = value.strip().lstrip("=").strip()
+            if last_key is not None and key == last_key:
+                return fields, offset
+    if last_key is None and len(head) < 65536 and ("data file" in fields or "datafile" in fields):
+        return fields, offset  # a detached NRRD header (.nhdr) may end without a blank line
+    return None
+
+
+_NRRD_TYPES = {1: ("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t", "char"),
+               2: ("short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort",
+                   "unsigned short", "unsigned short int", "uint16", "uint16_t"),
+               4: ("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t", "float"),
+               8: ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64",
+                   "int64_t", "ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t",
+                   "double")}
+_META_TYPES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+               "MET_LONG": 4, "MET_ULONG": 4, "MET_FLOAT": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8,
+               "MET_DOUBLE": 8}
+
+
+def _bytes_per_nrrd_type(name: str) -> int | None:
+    return next((size for size, names in _NRRD_TYPES.items() if name.lower() in names), None)
+
+
+def _data_check(where: str, data_path: Path, offset: int, expected: int, compression: str | None) -> None:
+    if not data_path.is_file():
+        raise DPOInputError(where, f"its data file {data_path.name} does not exist")
+    if compression is None:
+        actual = data_path.stat().st_size - offset
+    else:
+        wbits = 16 + zlib.MAX_WBITS if compression == "gzip" else zlib.MAX_WBITS
+        actual = _stream_length(_ZlibReader(data_path, offset, wbits), where)
+    if actual < expected:
+        raise DPOInputError(where, f"is truncated: {max(actual, 0):,} bytes of image data where the header declares "
+                            f"{expected:,} (an interrupted download or copy?)")
+
+
+def _product(text: str, where: str, what: str) -> int:
+    try:
+        values = [int(v) for v in text.split()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise DPOInputError(where, f"has an impossible header ({what} {text!r})")
+    return int(np.prod(values, dtype=object))
+
+
+def _check_nrrd(path: Path, where: str) -> None:
+    header = _text_header(path, None)
+    if header is None:
+        return
+    fields, offset = header
+    size = _bytes_per_nrrd_type(fields.get("type", ""))
+    encoding = fields.get("encoding", "").lower()
+    if size is None or encoding not in ("raw", "gzip", "gz") or "line skip" in fields or "byte skip" in fields:
+        return  # other encodings: the reader's own error (see read_error) covers them
+    voxels = _product(fields.get("sizes", ""), where, "sizes:")
+    data_file = fields.get("data file") or fields.get("datafile")
+    if data_file:
+        if " " in data_file or data_file.upper() == "LIST":
+            return  # a list or pattern of data files
+        data_path, offset = path.parent / data_file, 0
+    else:
+        data_path = path
+    _data_check(where, data_path, offset, voxels * size, None if encoding == "raw" else "gzip")
+
+
+def _check_metaimage(path: Path, where: str) -> None:
+    header = _text_header(path, "ElementDataFile")
+    if header is None:
+        return
+    fields, offset = header
+    size = _META_TYPES.get(fields.get("ElementType", ""))
+    if size is None or "HeaderSize" in fields:
+        return
+    voxels = _product(fields.get("DimSize", ""), where, "DimSize =")
+    voxels *= _product(fields.get("ElementNumberOfChannels", "1"), where, "ElementNumberOfChannels =")
+    data_file = fields.get("ElementDataFile", "")
+    if data_file.upper() != "LOCAL":
+        if " " in data_file or data_file.upper() == "LIST" or "%" in data_file:
+            return
+        data_path, offset = path.parent / data_file, 0
+    else:
+        data_path = path
+    compressed = fields.get("CompressedData", "False").lower() == "true"
+    _data_check(where, data_path, offset, voxels * size, "zlib" if compressed else None)
+
+
 def check_complete(path: Path, kind: str) -> None:
-    """A NIfTI file holds all the voxels its header declares (read to the end when compressed)."""
-    if not kind.startswith("nifti") or "pair" in kind:
-        return  # the NRRD, MetaImage and .hdr/.img readers refuse short files themselves (see read_error)
+    """The file (or its detached data file) holds all the voxels its header declares; compressed
+    data is decompressed to its end. (SimpleITK fills a truncated NIfTI with zeros without a word,
+    and MetaIO prints its own complaint on standard error.)"""
     where = str(path)
+    if kind == "nrrd":
+        _check_nrrd(path, where)
+        return
+    if kind == "metaimage":
+        _check_metaimage(path, where)
+        return
+    if not kind.startswith("nifti") or "pair" in kind:
+        return  # .hdr/.img pairs: the reader's own error (see read_error)
     size_of_header = 348 if kind.startswith("nifti1") else 540
     if kind.endswith("-gz"):
         with gzip.open(path, "rb") as stream:
             header = stream.read(size_of_header)
-        actual = _gzip_length(path, where)
+        actual = _stream_length(gzip.open(path, "rb"), where)
     else:
         with open(path, "rb") as stream:
             header = stream.read(size_of_header)

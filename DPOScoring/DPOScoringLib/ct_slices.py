@@ -98,11 +98,12 @@ def slice_layout(positions_lps, orientation, thickness_text: str, oriented_flip:
     along = np.array([float(np.dot(p, normal)) for p in positions_lps])
     if along[-1] < along[0]:
         along = along[::-1] * -1.0  # distances along the stacking direction
-    steps = np.diff(along)
-    if (np.abs(steps) < SAME_POSITION_MM).any():
-        count = int((np.abs(steps) < SAME_POSITION_MM).sum())
+    same = np.diff(np.sort(along)) < SAME_POSITION_MM  # whatever order the reader stacked them in
+    if same.any():
+        count = int(same.sum())
         raise DPOInputError(where, f"DICOM series has {count} slice(s) at the same position as another (two "
                             "acquisitions mixed in one series?)")
+    steps = np.diff(along)
     if (steps < 0).any():
         raise DPOInputError(where, "DICOM series' slice positions are not in order along the slice normal")
     step = float(np.median(steps))
