@@ -55,7 +55,7 @@ def _nearest_existing(path: Path) -> Path:
         if current.parent == current:
             break
         current = current.parent
-    if current != path and not current.is_dir():
+    if not current.is_dir():
         raise DPOOutputError(str(path), f"cannot be created: {current} is a file, not a folder")
     return current
 
@@ -90,7 +90,7 @@ def check_output_file(path: str | Path, overwrite: bool, expected_bytes: int = 0
     folder = path.parent if str(path.parent) else Path(".")
     existing = _nearest_existing(folder)
     if existing != folder:
-        raise DPOOutputError(str(path), f"folder {folder} does not exist")
+        raise DPOOutputError(str(path), f"cannot be written: folder {folder} does not exist")
     _probe_writable(folder, str(path))
     _check_space(folder, expected_bytes, str(path))
 
