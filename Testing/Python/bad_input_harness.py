@@ -24,10 +24,13 @@ PROGRESS_LINE = re.compile(r"^\[\s*\d+%\] ")
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
-    """Every file and folder under ``folder`` with its size, mode and content time."""
+    """Every file under ``folder`` with its size, mode and content time, and every folder with
+    its mode (a folder's time changes when a write test creates and removes a file in it)."""
     state = {}
     for root, folders, files in os.walk(folder):
-        for name in folders + files:
+        for name in folders:
+            state[str(Path(root, name).relative_to(folder))] = ("folder", Path(root, name).lstat().st_mode)
+        for name in files:
             path = Path(root, name)
             info = path.lstat()
             state[str(path.relative_to(folder))] = (info.st_size, info.st_mode, info.st_mtime_ns)
