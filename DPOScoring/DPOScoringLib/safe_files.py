@@ -11,6 +11,7 @@ One file-mode policy: every file written gets the mode the user's umask gives a 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -114,10 +115,12 @@ def write_failure(path: str | Path, error: BaseException) -> DPOOutputError:
     """One line for a write that failed midway (the caller has removed what it had written)."""
     if isinstance(error, OSError):
         reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (error.strerror or str(error))
-    else:
+    else:  # SimpleITK's writers say only "failed to write": look at the disk
         text = str(error).strip().splitlines()
-        reason = "the disk is full" if any("No space" in line for line in text) else (text[-1][:160] if text else
-                                                                                      type(error).__name__)
+        reason = text[-1][:160] if text else type(error).__name__
+        with contextlib.suppress(OSError, DPOInputError):
+            if shutil.disk_usage(_nearest_existing(Path(path))).free < SPACE_MARGIN_BYTES:
+                reason = "the disk is full"
     return DPOOutputError(str(path), f"could not be written ({reason}); nothing was left half-written")
 
 
