@@ -324,6 +324,20 @@ def small_body_warning(array: np.ndarray, spacing) -> str | None:
     return None
 
 
+# Contrast/Bolus Agent (0018,0010) values that say "no contrast" (seen in the wild; compared
+# case-insensitively, without punctuation)
+NO_CONTRAST_AGENT = {"", "none", "no", "nil", "n", "na", "n/a", "0", "-", "--", "without", "no contrast",
+                     "non contrast", "noncontrast", "nc", "native", "plain", "unenhanced", "non enhanced"}
+
+
+def contrast_agent_named(value: str) -> str:
+    """The agent a DICOM Contrast/Bolus Agent value names, or "" when it says there is none."""
+    text = " ".join((value or "").replace("_", " ").replace("-", " ").split()).strip()
+    if text.lower() in NO_CONTRAST_AGENT or (value or "").strip().lower() in NO_CONTRAST_AGENT:
+        return ""
+    return (value or "").strip()
+
+
 def to_hounsfield_int16(image: sitk.Image) -> sitk.Image:
     """The image as int16 HU (rounded and clipped to -1024..3071 when stored otherwise)."""
     if image.GetPixelID() == sitk.sitkInt16:
@@ -356,8 +370,9 @@ def check_ct_image(image: sitk.Image, where: str, source: str, sha256: str,
     small = small_body_warning(array, image.GetSpacing())
     if small:
         warnings.append(small)
-    if dicom and dicom.get("contrast_agent"):
-        warnings.append(f"contrast-enhanced study (DICOM contrast agent: {dicom['contrast_agent']}); "
+    agent = contrast_agent_named((dicom or {}).get("contrast_agent", ""))
+    if agent:
+        warnings.append(f"contrast-enhanced study (DICOM contrast agent: {agent}); "
                         "contrast-filled vessels are suppressed")
     return CTVolume(image=image, array=array, source=source, sha256=sha256, original=original,
                     warnings=warnings, dicom=dicom or {}, slices=slices)

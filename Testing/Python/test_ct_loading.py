@@ -59,6 +59,23 @@ def write_dicom_series(folder, image, series_uid, modality="CT", study_uid="1.2.
         writer.Execute(slice_image)
 
 
+def rewrite_dicom_tag(folder, tag, value_of):
+    """Set ``tag`` in every file of a series to ``value_of(k, path)`` (k: the file's rank by name)."""
+    for k, path in enumerate(sorted(folder.iterdir())):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        image = reader.Execute()
+        for key in reader.GetMetaDataKeys():
+            image.SetMetaData(key, reader.GetMetaData(key))
+        value = value_of(k, path)
+        if value is not None:
+            image.SetMetaData(tag, value)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(path))
+        writer.Execute(image)
+
+
 def test_dicom_folder_picks_the_series_with_most_slices(tmp_path):
     folder = tmp_path / "dicom"
     write_dicom_series(folder, small_ct(shape=(12, 40, 48)), "1.2.826.0.1.3680043.2.1125.101")
@@ -213,18 +230,8 @@ def gap_series(tmp_path, remove=(5, 6), spacing=(0.8, 0.8, 1.0), thickness=None)
     files = sorted(folder.iterdir())
     for index in remove:
         files[index].unlink()
-    if thickness is not None:  # rewrite SliceThickness (0018,0050) in every file
-        for path in sorted(folder.iterdir()):
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            image = reader.Execute()
-            for key in reader.GetMetaDataKeys():
-                image.SetMetaData(key, reader.GetMetaData(key))
-            image.SetMetaData("0018|0050", f"{thickness:f}")
-            writer = sitk.ImageFileWriter()
-            writer.KeepOriginalImageUIDOn()
-            writer.SetFileName(str(path))
-            writer.Execute(image)
+    if thickness is not None:
+        rewrite_dicom_tag(folder, "0018|0050", lambda k, path: f"{thickness:f}")  # SliceThickness
     return folder
 
 
@@ -265,19 +272,12 @@ def test_non_uniform_spacing_is_named(tmp_path):
     folder = tmp_path / "nonuniform"
     image = small_ct()
     write_dicom_series(folder, image, "1.2.826.0.1.3680043.2.1125.402")
-    for k, path in enumerate(sorted(folder.iterdir())):
-        if k >= 6:  # shift the upper half by 0.3 mm
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            slice_image = reader.Execute()
-            for key in reader.GetMetaDataKeys():
-                slice_image.SetMetaData(key, reader.GetMetaData(key))
-            x, y, z = image.TransformIndexToPhysicalPoint((0, 0, k))
-            slice_image.SetMetaData("0020|0032", f"{x:f}\\{y:f}\\{z + 0.3:f}")
-            writer = sitk.ImageFileWriter()
-            writer.KeepOriginalImageUIDOn()
-            writer.SetFileName(str(path))
-            writer.Execute(slice_image)
+
+    def shifted(k, path):  # the upper half 0.3 mm higher: ImagePositionPatient (0020,0032)
+        x, y, z = image.TransformIndexToPhysicalPoint((0, 0, k))
+        return f"{x:f}\\{y:f}\\{z + 0.3:f}" if k >= 6 else None
+
+    rewrite_dicom_tag(folder, "0020|0032", shifted)
     ct = load_ct(folder)
     assert ct.contiguous and ct.slices.non_uniform_steps_mm == pytest.approx([1.3])
     assert any("non-uniform slice spacing" in w and "1.30 mm" in w for w in ct.warnings)
@@ -298,3 +298,16 @@ def test_small_body_at_declared_spacing_warns(tmp_path):
         found = [w for w in load_ct(path).warnings if w.startswith("the body is only")]
         assert bool(found) == warned, found
     assert "40 x 40 mm" in load_ct(tmp_path / "body1.nrrd").warnings[0]
+
+
+@pytest.mark.parametrize("agent,is_contrast", [("NONE", False), ("none", False), ("N/A", False), ("", False),
+                                               ("No contrast", False), ("Iomeron 350", True), ("IV", True)])
+def test_dicom_contrast_agent_none_is_not_contrast(tmp_path, agent, is_contrast):
+    folder = tmp_path / "series"
+    image = small_ct()
+    write_dicom_series(folder, image, "1.2.826.0.1.3680043.2.1125.501")
+    rewrite_dicom_tag(folder, "0018|0010", lambda k, path: agent)  # Contrast/Bolus Agent
+    warnings = [w for w in load_ct(folder).warnings if w.startswith("contrast-enhanced")]
+    assert bool(warnings) == is_contrast, warnings
+    if is_contrast:
+        assert f"DICOM contrast agent: {agent}" in warnings[0]
