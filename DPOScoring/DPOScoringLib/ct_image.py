@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,9 @@ class Geometry:
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float]
     direction: tuple[float, ...]
+    # True slice positions of a DICOM series with gaps or uneven steps: slice k lies this many mm
+    # from the origin along the k axis (None: k x spacing, a regular grid)
+    slice_offsets_mm: tuple[float, ...] | None = None
 
     @classmethod
     def of(cls, image: sitk.Image) -> Geometry:
@@ -58,11 +61,38 @@ class Geometry:
     def _matrix(self) -> np.ndarray:
         return np.array(self.direction).reshape(3, 3) @ np.diag(self.spacing)
 
+    def _true_k(self, k: float) -> float:
+        """The regular-grid index whose position is that of (continuous) slice ``k``."""
+        if self.slice_offsets_mm is None:
+            return k
+        offsets = np.asarray(self.slice_offsets_mm)
+        step = self.spacing[2]
+        if k < 0:
+            return (offsets[0] + k * step) / step
+        if k > len(offsets) - 1:
+            return (offsets[-1] + (k - len(offsets) + 1) * step) / step
+        return float(np.interp(k, np.arange(len(offsets)), offsets)) / step
+
+    def _slice_k(self, grid_k: float) -> float:
+        """Inverse of ``_true_k``."""
+        if self.slice_offsets_mm is None:
+            return grid_k
+        offsets = np.asarray(self.slice_offsets_mm)
+        step = self.spacing[2]
+        mm = grid_k * step
+        if mm < offsets[0]:
+            return (mm - offsets[0]) / step
+        if mm > offsets[-1]:
+            return len(offsets) - 1 + (mm - offsets[-1]) / step
+        return float(np.interp(mm, offsets, np.arange(len(offsets))))
+
     def ijk_to_lps(self, ijk) -> list[float]:
-        return list(np.array(self.origin) + self._matrix() @ np.asarray(ijk, dtype=float))
+        i, j, k = (float(v) for v in ijk)
+        return list(np.array(self.origin) + self._matrix() @ np.array([i, j, self._true_k(k)]))
 
     def lps_to_ijk(self, lps) -> list[float]:
-        return list(np.linalg.solve(self._matrix(), np.asarray(lps, dtype=float) - np.array(self.origin)))
+        i, j, k = np.linalg.solve(self._matrix(), np.asarray(lps, dtype=float) - np.array(self.origin))
+        return [float(i), float(j), self._slice_k(float(k))]
 
     def matches(self, other: Geometry, tolerance: float = 1e-3) -> bool:
         return (self.size == other.size
@@ -95,6 +125,7 @@ class CTVolume:
     warnings: list[str] = field(default_factory=list)
     dicom: dict = field(default_factory=dict)
     slices: SliceLayout | None = None  # true DICOM slice positions; None for a file of uniform slices
+    slice_offsets_mm: tuple[float, ...] | None = None  # of the oriented array's slices (see Geometry)
 
     @property
     def contiguous(self) -> bool:
@@ -112,7 +143,8 @@ class CTVolume:
 
     @property
     def geometry(self) -> Geometry:
-        return Geometry.of(self.image)
+        """The oriented array's geometry, with the true slice positions where they are uneven."""
+        return replace(Geometry.of(self.image), slice_offsets_mm=self.slice_offsets_mm)
 
     def ijk_to_lps(self, ijk) -> list[float]:
         """LPS mm of a (continuous) index of the oriented array."""
@@ -374,8 +406,27 @@ def check_ct_image(image: sitk.Image, where: str, source: str, sha256: str,
     if agent:
         warnings.append(f"contrast-enhanced study (DICOM contrast agent: {agent}); "
                         "contrast-filled vessels are suppressed")
+    oriented_offsets = None
+    if slices is not None and (slices.gaps or slices.non_uniform_steps_mm):
+        original, oriented_offsets = _with_true_slice_positions(original, image, slices)
     return CTVolume(image=image, array=array, source=source, sha256=sha256, original=original,
-                    warnings=warnings, dicom=dicom or {}, slices=slices)
+                    warnings=warnings, dicom=dicom or {}, slices=slices, slice_offsets_mm=oriented_offsets)
+
+
+def _with_true_slice_positions(original: Geometry, oriented: sitk.Image, slices: SliceLayout):
+    """(the file's geometry, the oriented array's slice offsets) holding every slice's true
+    position, for a series whose slices stay on the k axis when oriented (axial, the rule for
+    chest CT); otherwise the regular grid is kept and the gap warning stands alone."""
+    offsets = np.asarray(slices.positions_mm) - slices.positions_mm[0]
+    normal = np.array(original.direction).reshape(3, 3)[:, 2]
+    if int(np.argmax(np.abs(normal))) != 2 or len(offsets) != original.size[2]:
+        return original, None
+    file_geometry = replace(original, slice_offsets_mm=tuple(float(v) for v in offsets))
+    if normal[2] > 0:
+        return file_geometry, file_geometry.slice_offsets_mm
+    step = oriented.GetSpacing()[2]  # the oriented origin is the last slice placed on the regular grid
+    last = len(offsets) - 1
+    return file_geometry, tuple(float(last * step - offsets[last - k]) for k in range(last + 1))
 
 
 def input_checksum(path: str | Path) -> str:

@@ -311,3 +311,32 @@ def test_dicom_contrast_agent_none_is_not_contrast(tmp_path, agent, is_contrast)
     assert bool(warnings) == is_contrast, warnings
     if is_contrast:
         assert f"DICOM contrast agent: {agent}" in warnings[0]
+
+
+def test_slices_after_a_gap_are_placed_at_their_true_positions(tmp_path):
+    """LPS of the oriented array and ijk of the file follow the DICOM positions across the gap
+    (the reader's average 11/9 mm step would put slice 5 at 6.1 mm instead of 7 mm)."""
+    ct = load_ct(gap_series(tmp_path))
+    for k, z in ((0, 0.0), (4, 4.0), (5, 7.0), (9, 11.0), (4.5, 5.5)):
+        assert ct.ijk_to_lps([0, 0, k])[2] == pytest.approx(z)
+        assert ct.original.lps_to_ijk(ct.ijk_to_lps([3, 2, k])) == pytest.approx([3, 2, k])
+    assert ct.original.ijk_to_lps([0, 0, 5])[2] == pytest.approx(7.0)
+    assert ct.geometry.lps_to_ijk([0, 0, 8.0])[2] == pytest.approx(6.0)
+
+
+def test_true_positions_also_when_the_oriented_array_reverses_the_slices(tmp_path):
+    """Slice normal toward the feet (ImageOrientationPatient -1,0,0 / 0,1,0): the oriented array
+    holds the slices in reverse; its LPS still follow the DICOM positions across the gap."""
+    folder = tmp_path / "reversed"
+    image = small_ct(direction=(-1, 0, 0, 0, 1, 0, 0, 0, -1))
+    write_dicom_series(folder, image, "1.2.826.0.1.3680043.2.1125.403")
+    rewrite_dicom_tag(folder, "0020|0037", lambda k, path: "-1\\0\\0\\0\\1\\0")
+    files = sorted(folder.iterdir())
+    for index in (2, 3):  # z = -2 and -3 mm missing
+        files[index].unlink()
+    ct = load_ct(folder)
+    assert not ct.contiguous and ct.slices.gaps[0]["gap_mm"] == pytest.approx(3.0)
+    truth = sorted(-float(k) for k in range(12) if k not in (2, 3))  # z of the remaining slices, S upward
+    oriented_z = [ct.ijk_to_lps([0, 0, k])[2] for k in range(ct.shape[0])]
+    assert oriented_z == pytest.approx(truth)
+    assert ct.slices.gaps[0]["oriented_k"] == [7, 8]  # z -4 and -1 mm in the oriented array
