@@ -4,10 +4,12 @@ positions (ImagePositionPatient along the slice normal), never from an average.
 A series reader stacks the slices at their average spacing: a missing file or a sequential
 HRCT with 10 mm gaps becomes a "contiguous" volume whose distances and volumes are wrong
 without a word. ``slice_layout`` measures every slice position; ``SliceLayout`` records them,
-names each gap, and says whether the volume is contiguous. What needs contiguous slices
-(the dendriform test: a branching structure followed over slices) must check
-``CTVolume.contiguous`` and refuse, or stay within one run of contiguous slices
-(``SliceLayout.runs``).
+names each gap, and says whether the volume is contiguous. The loader then gives the volume
+the usual step as its slice spacing (true within each run of contiguous slices) and every
+slice its true position (``ct_image.Geometry.slice_offsets_mm``: LPS of candidates and ijk of
+the file are right across gaps). What needs contiguous slices (the dendriform test: branching
+followed over slices) must check ``CTVolume.contiguous`` and refuse, or stay within one run
+(``SliceLayout.runs``, ``gaps[i]["oriented_k"]``).
 """
 
 from __future__ import annotations
@@ -55,16 +57,16 @@ class SliceLayout:
                                   f"mm (about {g['missing_slices']} missing)" for g in self.gaps[:5])
             more = f"; and {len(self.gaps) - 5} more" if len(self.gaps) > 5 else ""
             found.append(f"slice gaps in the DICOM series (usual step {self.step_mm:.2f} mm): {described}{more}; "
-                         "slices are placed at their true positions only within each contiguous run, and "
-                         "what needs contiguous slices (dendriform) is not assessed")
+                         "positions follow the DICOM slices, but sizes and branching across a gap "
+                         "(the dendriform test) cannot be assessed")
         if self.non_uniform_steps_mm:
             found.append("non-uniform slice spacing in the DICOM series: steps from "
                          f"{min(self.non_uniform_steps_mm):.2f} to {max(self.non_uniform_steps_mm):.2f} mm "
                          f"(usual {self.step_mm:.2f} mm)")
         if self.gaps_between_all_slices:
             found.append(f"gaps between all slices: {self.thickness_mm:g} mm thick slices every {self.step_mm:g} mm "
-                         "(sequential HRCT?); sizes along the slices and what needs contiguous slices "
-                         "(dendriform) are not assessed")
+                         "(sequential HRCT?); sizes across slices and branching over contiguous slices "
+                         "(the dendriform test) cannot be assessed")
         return found
 
     def to_dict(self) -> dict:
