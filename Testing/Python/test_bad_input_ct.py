@@ -282,10 +282,7 @@ def test_harness_sees_a_file_left_behind(tmp_path, monkeypatch):
         (sandbox / "c.json.part").write_text("half")
         return original(args)
 
-    monkeypatch.setattr(cli, "_cmd_detect", leaves_a_file)
-    parser = cli.build_parser()
-    parser._subparsers._group_actions[0].choices["detect"].set_defaults(run=leaves_a_file)
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "_cmd_detect", leaves_a_file)  # main() builds its parser after this
     with pytest.raises(AssertionError, match="files changed by a refused command"):
         refused(sandbox, ["detect", ct, "--out", sandbox / "c.json", "--quiet"], ["no such file"], monkeypatch)
     assert os.path.exists(sandbox / "c.json.part")
