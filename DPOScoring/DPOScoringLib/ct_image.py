@@ -243,6 +243,23 @@ def _dicom_value(reader: sitk.ImageSeriesReader, key: str) -> str:
     return ""
 
 
+def _refuse_damaged_dicom_files(folder: Path, files_by_series: dict) -> None:
+    """A file of the folder that starts like DICOM but is in no series could not be parsed (cut
+    short, damaged): the series reader would skip it without a word, leaving a hole."""
+    listed = {Path(name).resolve() for names in files_by_series.values() for name in names}
+    damaged = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.upper() == "DICOMDIR" or path.resolve() in listed:
+            continue
+        with open(path, "rb") as stream:
+            if stream.read(132)[128:132] == b"DICM":
+                damaged.append(path.name)
+    if damaged:
+        more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        raise DPOInputError(str(folder), f"DICOM file(s) {', '.join(damaged[:3])}{more} cannot be read (cut short or "
+                            "damaged); the series would have a hole")
+
+
 def _stacked_in_reverse(image: sitk.Image) -> bool:
     """Whether ``orient_lps`` reverses the slice axis (the slice normal points toward -x, -y or -z)."""
     normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
@@ -257,6 +274,7 @@ def _read_dicom_folder(folder: Path, series_uid: str | None):
         raise DPOInputError(str(folder), "contains no DICOM series")
     files_by_series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
                        for uid in series}
+    _refuse_damaged_dicom_files(folder, files_by_series)
     if series_uid is not None:
         if series_uid not in files_by_series:
             raise DPOInputError(str(folder), f"has no series with SeriesInstanceUID {series_uid} "

@@ -174,6 +174,14 @@ def make_mr_series(folder):
     return folder / "mr"
 
 
+def make_series_with_a_cut_file(folder):
+    series = folder / "series"
+    write_dicom_series(series, small_ct(), "1.2.826.0.1.3680043.2.1125.904")
+    cut = sorted(series.iterdir())[5]
+    cut.write_bytes(cut.read_bytes()[:-1000])  # a copy interrupted in the pixel data
+    return series
+
+
 def make_empty_folder(folder):
     (folder / "empty").mkdir()
     return folder / "empty"
@@ -211,6 +219,8 @@ CASES = [
     ("no air at all", make_no_air, ["does not look like a chest CT"]),
     ("NRRD without spacing", make_no_spacing_nrrd, ["declares no voxel spacing"]),
     ("DICOM series of an MR", make_mr_series, ["DICOM modality is MR, not CT"]),
+    ("DICOM series with a file cut short", make_series_with_a_cut_file,
+     ["904_005.dcm cannot be read (cut short or damaged)"]),
     ("folder without DICOM", make_empty_folder, ["contains no DICOM series"]),
     ("missing file", make_absent, ["no such file"]),
 ]
