@@ -133,6 +133,13 @@ class CTVolume:
         slices (the dendriform test) must refuse or stay within ``slices.runs()``."""
         return self.slices is None or self.slices.contiguous
 
+    def contiguous_runs(self) -> list[tuple[int, int]]:
+        """(first, last) k of ``array`` for each run of contiguous slices: one run for a file or a
+        whole series; what follows structures over slices (dendriform) must stay inside a run."""
+        if self.slices is None:
+            return [(0, self.shape[0] - 1)]
+        return self.slices.oriented_runs()
+
     @property
     def spacing(self) -> tuple[float, float, float]:
         return tuple(self.image.GetSpacing())

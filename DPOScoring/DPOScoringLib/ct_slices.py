@@ -37,6 +37,7 @@ class SliceLayout:
     gaps: list[dict] = field(default_factory=list)
     non_uniform_steps_mm: list[float] = field(default_factory=list)
     gaps_between_all_slices: bool = False
+    reversed_in_array: bool = False  # the LPS-oriented array holds the slices in reverse order
 
     @property
     def contiguous(self) -> bool:
@@ -49,6 +50,13 @@ class SliceLayout:
         starts = [0] + [gap["after_slice"] + 1 for gap in self.gaps]
         ends = [gap["after_slice"] for gap in self.gaps] + [len(self.positions_mm) - 1]
         return list(zip(starts, ends))
+
+    def oriented_runs(self) -> list[tuple[int, int]]:
+        """``runs()`` as (first, last) k of the LPS-oriented array (``CTVolume.array[k]``), ascending."""
+        last = len(self.positions_mm) - 1
+        if not self.reversed_in_array:
+            return self.runs()
+        return sorted((last - end, last - start) for start, end in self.runs())
 
     def warnings(self) -> list[str]:
         found = []
@@ -126,7 +134,8 @@ def slice_layout(positions_lps, orientation, thickness_text: str, oriented_flip:
         pass
     between_all = bool(thickness and thickness > 0 and step > GAP_FACTOR * thickness)
     return SliceLayout(positions_mm=[float(a) for a in along], step_mm=step, thickness_mm=thickness, gaps=gaps,
-                       non_uniform_steps_mm=irregular, gaps_between_all_slices=between_all)
+                       non_uniform_steps_mm=irregular, gaps_between_all_slices=between_all,
+                       reversed_in_array=oriented_flip)
 
 
 def dicom_slice_layout(reader, count: int, thickness_text: str, oriented_flip: bool, where: str):

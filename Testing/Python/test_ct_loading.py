@@ -244,7 +244,7 @@ def test_dicom_series_with_missing_files_warns_and_keeps_true_positions(tmp_path
     assert layout.positions_mm == pytest.approx([0, 1, 2, 3, 4, 7, 8, 9, 10, 11])
     assert layout.gaps == [{"after_slice": 4, "oriented_k": [4, 5], "from_mm": 4.0, "to_mm": 7.0, "gap_mm": 3.0,
                             "missing_slices": 2}]
-    assert layout.runs() == [(0, 4), (5, 9)]
+    assert layout.runs() == [(0, 4), (5, 9)] and ct.contiguous_runs() == [(0, 4), (5, 9)]
     warning = next(w for w in ct.warnings if w.startswith("slice gaps"))
     assert "3.0 mm between slices at 4.0 and 7.0 mm (about 2 missing)" in warning and "dendriform" in warning
     provenance = ct.provenance()
@@ -340,3 +340,4 @@ def test_true_positions_also_when_the_oriented_array_reverses_the_slices(tmp_pat
     oriented_z = [ct.ijk_to_lps([0, 0, k])[2] for k in range(ct.shape[0])]
     assert oriented_z == pytest.approx(truth)
     assert ct.slices.gaps[0]["oriented_k"] == [7, 8]  # z -4 and -1 mm in the oriented array
+    assert ct.contiguous_runs() == [(0, 7), (8, 9)]
