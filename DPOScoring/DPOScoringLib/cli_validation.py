@@ -109,6 +109,6 @@ def parse_checked(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     problem = relation_problem(args)
     if problem:
         prog = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
-        print(f"{prog}: error: {problem}", file=sys.stderr)
+        print(f"{prog}: error: {problem} (see '{prog} --help')", file=sys.stderr)
         raise SystemExit(2)
     return args
