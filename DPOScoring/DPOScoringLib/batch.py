@@ -17,49 +17,16 @@ import shutil
 import time
 from pathlib import Path
 
+from .batch_manifest import CT_SUFFIXES, read_cases  # noqa: F401 - the cases of a batch
 from .ct_image import input_checksum
 from .errors import DPOInputError
 from .lobes import LOBE_CODES
 from .safe_files import atomic_write_bytes
 
-CT_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 COHORT_COLUMNS = (["case_id", "status"] + [f"nnpol_{c}" for c in LOBE_CODES]
                   + ["right_total", "left_total", "total", "ldo", "dpo_def1", "dpo_def2", "ans", "ild_extent",
                      "coarseness_score", "complete", "pending_candidates", "provisional_total", "warnings",
                      "input_sha256", "bundle"])
-
-
-def read_cases(source: str | Path) -> list[dict]:
-    """[{case_id, path, extra columns...}] from a folder of CTs or a CSV manifest."""
-    source = Path(source)
-    if source.is_dir():
-        cases = []
-        for path in sorted(source.iterdir()):
-            name = path.name.lower()
-            if path.is_dir() or name.endswith(CT_SUFFIXES):
-                case_id = path.name
-                for suffix in CT_SUFFIXES:
-                    case_id = case_id[: -len(suffix)] if name.endswith(suffix) else case_id
-                cases.append({"case_id": case_id, "path": str(path)})
-        if not cases:
-            raise DPOInputError(str(source), "holds no CT files or DICOM folders")
-        return cases
-    if not source.is_file():
-        raise DPOInputError(str(source), "no such folder or manifest")
-    try:
-        rows = list(csv.DictReader(io.StringIO(source.read_text(encoding="utf-8-sig"))))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DPOInputError(str(source), f"is not a readable CSV manifest ({error})") from None
-    if not rows or not {"case_id", "path"} <= set(rows[0]):
-        raise DPOInputError(str(source), "needs the columns case_id and path")
-    seen = set()
-    for index, row in enumerate(rows, start=2):
-        if not row["case_id"] or row["case_id"] in seen:
-            raise DPOInputError(f"{source}: line {index}", f"case_id {row['case_id']!r} is empty or repeated")
-        seen.add(row["case_id"])
-        path = Path(row["path"])
-        row["path"] = str(path if path.is_absolute() else source.parent / path)
-    return rows
 
 
 def _finished(bundle: Path, checksum: str) -> bool:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import DPOInputError
+from .errors import DPOInputError, DPOOutputError
 from .lobe_files import lobe_volumes_ml, write_label_map, write_segmentation
+from .safe_files import apply_file_mode, expected_label_map_bytes, write_failure
 
 BUNDLE_FILES = ("lobes.seg.nrrd", "lobes.nrrd", "candidates.mrk.json", "findings.csv", "reading.json",
                 "scores.json", "provenance.json")
@@ -30,6 +31,12 @@ MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Module
                   "Schema/markups-schema-v1.0.4.json#")
 FINDING_COLUMNS = ("id", "status", "kind", "lobe", "lung", "zone", "short_axis_mm", "long_axis_mm", "volume_mm3",
                    "peak_hu", "mean_hu", "distance_to_pleura_mm", "source", "x_lps", "y_lps", "z_lps")
+
+
+def expected_bundle_bytes(voxels: int) -> int:
+    """A generous size of a bundle for a CT of ``voxels`` voxels: two compressed label maps, the
+    report and its figures (the demo's bundle, 12.4 M voxels, is 0.8 MB)."""
+    return 2 * expected_label_map_bytes(voxels) + (4 << 20)
 
 
 def markups_document(findings: list[dict], name: str = "DPO candidates") -> dict:
@@ -75,15 +82,39 @@ def provenance_document(ct, parameters: dict, sources: dict, lobe_provenance: di
 
 def write_bundle(folder: str | Path, ct, lobes: np.ndarray, reading: dict, scores: dict, provenance: dict,
                  overwrite: bool = False, extra_files: dict[str, bytes] | None = None) -> Path:
-    """Writes the bundle atomically (temporary sibling folder, then rename)."""
+    """Writes the bundle atomically (temporary sibling folder, then rename). A failure while
+    writing (a full disk) removes the temporary folder and raises ``DPOOutputError``: the bundle
+    is complete or absent, and an existing one is untouched."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DPOOutputError(str(folder), "is a file; a folder is expected for the bundle")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise DPOInputError(str(folder), "already holds a bundle; not overwritten (use --force to replace it)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     partial = folder.with_name(f".{folder.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir()
+        _write_contents(partial, ct, lobes, reading, scores, provenance, extra_files or {})
+    except (OSError, RuntimeError) as error:  # SimpleITK reports a failed write as RuntimeError
+        shutil.rmtree(partial, ignore_errors=True)
+        raise write_failure(folder, error) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.replaced")
+        folder.rename(old)
+        partial.rename(folder)
+        shutil.rmtree(old)
+    else:
+        partial.rename(folder)
+    return folder
+
+
+def _write_contents(partial: Path, ct, lobes: np.ndarray, reading: dict, scores: dict, provenance: dict,
+                    extra_files: dict[str, bytes]) -> None:
     write_segmentation(partial / "lobes.seg.nrrd", lobes, ct.image)
     write_label_map(partial / "lobes.nrrd", lobes, ct.image)
     findings = reading["findings"]
@@ -96,15 +127,12 @@ def write_bundle(folder: str | Path, ct, lobes: np.ndarray, reading: dict, score
     }
     for name, content in text.items():
         (partial / name).write_text(content + ("\n" if not content.endswith("\n") else ""), encoding="utf-8")
-    for name, content in (extra_files or {}).items():
-        target = partial / name
+    for name, content in extra_files.items():
+        target = (partial / name).resolve()
+        if partial.resolve() not in target.parents:
+            raise ValueError(f"bundle file name {name!r} leaves the bundle folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.replaced")
-        folder.rename(old)
-        partial.rename(folder)
-        shutil.rmtree(old)
-    else:
-        partial.rename(folder)
-    return folder
+    for path in partial.rglob("*"):
+        if path.is_file():
+            apply_file_mode(path)  # one policy (the user's umask) whatever wrote the file

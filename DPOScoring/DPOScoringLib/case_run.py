@@ -7,7 +7,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from .bundle import provenance_document, write_bundle
+from .bundle import expected_bundle_bytes, provenance_document, write_bundle
 from .candidates import DetectionParams
 from .candidates_file import candidates_document, reading_from_candidates
 from .ct_image import load_ct
@@ -18,6 +18,7 @@ from .policy import DEFAULT_POLICY, ScoringPolicy
 from .progress import Progress, ensure_progress
 from .reading import parse_reading
 from .report import build_report
+from .safe_files import check_output_folder
 from .scoring import score_reading
 
 
@@ -35,8 +36,11 @@ def run_case(ct_path: str | Path, out: str | Path, lobe_method: str = "fissures"
         require_dicom_input(ct_path)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     case_id = case_id or Path(ct_path).name.split(".")[0]
+    # an existing bundle or an unwritable --out is refused before minutes of work, not after
+    check_output_folder(out, overwrite, occupied="already holds a bundle")
     progress.step(0.0, f"CT: loading {case_id} ({Path(ct_path).name})")
     ct = load_ct(ct_path)
+    check_output_folder(out, overwrite, expected_bundle_bytes(ct.array.size), occupied="already holds a bundle")
     mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.02, 0.3, stage="lungs"))
     lobe_result = compute_lobes(ct, lobe_method, lobe_source, weights_dir, lungs=mask.labels,
                                 progress=progress.sub(0.3, 0.5, stage=f"lobes ({lobe_method})"))

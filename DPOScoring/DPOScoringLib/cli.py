@@ -12,9 +12,33 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .cli_validation import (
+    CT_HELP,
+    GROW_HU_RANGE,
+    RANDOM_SEED_RANGE,
+    SEED_HU_RANGE,
+    WORKERS_RANGE,
+    OneLineParser,
+    finite_float,
+    int_in,
+    non_empty_text,
+    parse_checked,
+)
 from .errors import DPOCancelled, DPOInputError
 from .policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS, ScoringPolicy
-from .safe_files import atomic_write_json, refuse_existing, to_json_text
+from .safe_files import (
+    atomic_write_json,
+    check_output_file,
+    check_output_folder,
+    expected_label_map_bytes,
+    to_json_text,
+)
+
+# Expected output sizes for the free-space check before work, with a wide margin over what the demo
+# writes (measured: its candidates file 19 KB, the whole demo folder 15.6 MB); a label map is
+# estimated from its voxels (safe_files.expected_label_map_bytes).
+CANDIDATES_FILE_BYTES = 2 * 1024 * 1024
+DEMO_OUTPUT_BYTES = 60 * 1024 * 1024
 
 EXIT_SOME_CASES_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -42,12 +66,22 @@ def _add_force_and_quiet(parser: argparse.ArgumentParser, force_help: str = "rep
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+LOBE_METHOD_HELP = ("how the lobes are made: fissures = from the lung shape with movable fissure points, no "
+                    "learned weights; lungmask = the LTRCLobes and R231 networks (needs their weights); "
+                    "import = read a lobe file")
+LOBE_SOURCE_HELP = ("the lobe file to import: a label map (values 1-6, or lungmask's 1-5, or TotalSegmentator's "
+                    "10-14), a Slicer .seg.nrrd, or a TotalSegmentator output folder")
+WEIGHTS_HELP = ("folder holding lungmask's two weight files (also searched: $DPO_LUNGMASK_WEIGHTS and "
+                "torch's cache, $TORCH_HOME/hub/checkpoints)")
+
+
 def _add_case_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``batch``: how lobes are made, who reads, the policy."""
-    parser.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures")
-    parser.add_argument("--lobes-from", metavar="FILE", help="with --lobe-method import")
-    parser.add_argument("--weights", metavar="DIR", help="lungmask's weight folder")
-    parser.add_argument("--reader", help="reader ID recorded in the provenance")
+    parser.add_argument("--lobe-method", choices=("fissures", "lungmask", "import"), default="fissures",
+                        help=LOBE_METHOD_HELP + " (default: %(default)s)")
+    parser.add_argument("--lobes-from", metavar="FILE", help=LOBE_SOURCE_HELP + " (only with --lobe-method import)")
+    parser.add_argument("--weights", metavar="DIR", help=WEIGHTS_HELP + " (only with --lobe-method lungmask)")
+    parser.add_argument("--reader", type=non_empty_text, metavar="ID", help="reader ID recorded in the provenance")
     parser.add_argument("--dicom-out", action="store_true",
                         help="also write lobes.dcm (DICOM SEG) and findings.dcm (DICOM SR TID 1500) into the "
                              "bundle; DICOM series input only; needs the 'dicom' extra (highdicom)")
@@ -70,10 +104,27 @@ def _emit(document, out: str | None, force: bool, text_format: str = "json") -> 
         sys.stdout.write(to_json_text(document))
 
 
+def _refuse_other_documents(path: str) -> None:
+    """A file of another kind (a candidates file, a bundle's scores) gets a message saying what it is."""
+    from .reading import load_json_file
+
+    document = load_json_file(path, "reading file")
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if isinstance(schema, str) and schema.startswith("dpo-candidates/"):
+        raise DPOInputError(path, f"is a candidates file ({schema}), not a reading; review it in Slicer or use "
+                            "'dpo-score run', whose bundle holds reading.json")
+    if isinstance(schema, str) and schema.startswith("dpo-scores/"):
+        raise DPOInputError(path, f"is a scores file ({schema}: the output of tally, or a bundle's scores.json), "
+                            "not a reading")
+
+
 def _cmd_tally(args: argparse.Namespace) -> int:
     from .reading import load_reading
     from .scoring import score_reading
 
+    if args.out:
+        check_output_file(args.out, args.force)
+    _refuse_other_documents(args.reading)
     scores = score_reading(load_reading(args.reading), _policy(args))
     _emit(scores, args.out, args.force, args.format)
     return 0
@@ -102,7 +153,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from .pipeline import run_detection
     from .progress import Progress
 
-    refuse_existing(args.out, args.force)  # before minutes of work, not after
+    check_output_file(args.out, args.force, CANDIDATES_FILE_BYTES)  # before minutes of work, not after
     params = DetectionParams()
     overrides = {k: v for k, v in (("seed_hu", args.seed_hu), ("grow_hu", args.grow_hu)) if v is not None}
     if overrides:
@@ -123,8 +174,11 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     from .lobe_pipeline import compute_lobes, write_lobes
     from .progress import Progress
 
-    refuse_existing(args.out, args.force)
+    check_output_file(args.out, args.force)  # before minutes of work, not after
+    if args.points_out:
+        check_output_file(args.points_out, args.force)
     ct = load_ct(args.ct)
+    check_output_file(args.out, args.force, expected_label_map_bytes(ct.array.size))
     result = compute_lobes(ct, args.method, args.source, args.weights, args.points, args.device,
                            args.numbering, progress=Progress(_stderr_progress(args.quiet)))
     write_lobes(args.out, result.lobes, ct, overwrite=args.force)
@@ -159,7 +213,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import run_batch
+    from .batch_manifest import read_cases
 
+    read_cases(args.input)  # a refused manifest leaves nothing behind: checked before --out is made
+    check_output_folder(args.out, overwrite=False, reuse=True)  # an existing --out is a batch to resume
     options = {"lobe_method": args.lobe_method, "lobe_source": args.lobes_from, "weights_dir": args.weights,
                "reader": args.reader or "", "policy": _policy(args)}
     if args.dicom_out:
@@ -176,7 +233,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dpo-score",
         description="Score diffuse pulmonary ossification (DPO) on chest CT "
                     "(Egashira et al., Radiology 2017).")
@@ -184,64 +241,84 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tally = commands.add_parser("tally", help="score a reading (dpo-reading/1 JSON) and print the scores")
-    tally.add_argument("reading", metavar="READING.json")
+    tally.add_argument("reading", metavar="READING.json", help="a reading (dpo-reading/1 JSON), e.g. a bundle's "
+                       "reading.json")
     _add_policy_options(tally)
-    tally.add_argument("--out", help="write the scores to this file instead of standard output")
+    tally.add_argument("--out", metavar="FILE", help="write the scores to this file instead of standard output")
     tally.add_argument("--force", action="store_true", help="replace --out if it exists")
     tally.add_argument("--format", choices=("json", "text"), default="json",
-                       help="standard output as JSON (default) or a readable table")
+                       help="standard output as JSON or a readable table (default: %(default)s)")
     tally.set_defaults(run=_cmd_tally)
 
     detect = commands.add_parser("detect", help="find and measure ossification candidates in a CT")
-    detect.add_argument("ct", metavar="CT", help="NRRD, NIfTI or MHA file, or a DICOM series folder")
-    detect.add_argument("--out", required=True, help="the dpo-candidates/1 JSON file to write")
+    detect.add_argument("ct", metavar="CT", help=CT_HELP)
+    detect.add_argument("--out", required=True, metavar="FILE", help="the candidates file to write (dpo-candidates/1 "
+                        "JSON)")
     detect.add_argument("--lobes", metavar="LABELMAP", help="lobe label map, values 1-6 of the spec")
     detect.add_argument("--lungs", metavar="LABELMAP", help="lung label map, 1 right 2 left "
                         "(default: computed without learned weights)")
     detect.add_argument("--contrast", choices=("auto", "on", "off"), default="auto",
-                        help="contrast-enhanced study: detect it (default), or say so")
-    detect.add_argument("--series-uid", help="DICOM SeriesInstanceUID to read (default: most slices)")
-    detect.add_argument("--seed-hu", type=float, help="peak threshold in HU (default 300)")
-    detect.add_argument("--grow-hu", type=float, help="extent threshold in HU (default 100)")
+                        help="contrast-enhanced study: auto = detect it from the CT (default); on/off = say "
+                             "so")
+    detect.add_argument("--series-uid", metavar="UID", help="DICOM SeriesInstanceUID to read (default: most slices)")
+    detect.add_argument("--seed-hu", type=finite_float(*SEED_HU_RANGE), metavar="HU",
+                        help=f"a candidate's peak must reach this (default 300 HU; {SEED_HU_RANGE[0]:g}-"
+                             f"{SEED_HU_RANGE[1]:g})")
+    detect.add_argument("--grow-hu", type=finite_float(*GROW_HU_RANGE), metavar="HU",
+                        help=f"a candidate's extent: voxels at or above this (default 100 HU; {GROW_HU_RANGE[0]:g}-"
+                             f"{GROW_HU_RANGE[1]:g}, below --seed-hu)")
     _add_force_and_quiet(detect)
     detect.set_defaults(run=_cmd_detect)
 
     lobes = commands.add_parser("lobes", help="segment the six lobes (the lingula separate)")
-    lobes.add_argument("ct", metavar="CT")
+    lobes.add_argument("ct", metavar="CT", help=CT_HELP)
     lobes.add_argument("--method", choices=("fissures", "lungmask", "import"), default="fissures",
-                       help="fissures: no weights, movable points (default); lungmask: LTRCLobes+R231; "
-                            "import: a lobe file (--from)")
+                       help=LOBE_METHOD_HELP + " (--from) (default: %(default)s)")
     lobes.add_argument("--from", dest="source", metavar="FILE",
-                       help="with import: a label map, .seg.nrrd or TotalSegmentator folder")
+                       help=LOBE_SOURCE_HELP + " (only with --method import)")
     lobes.add_argument("--numbering", choices=("auto", "dpo"), default="auto",
-                       help="label values 1-5 are lungmask's unless 'dpo'")
-    lobes.add_argument("--weights", metavar="DIR", help="folder holding lungmask's weight files")
-    lobes.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    lobes.add_argument("--points", metavar="JSON", help="fissure control points (dpo-fissure-points/1)")
-    lobes.add_argument("--points-out", metavar="JSON", help="write the control points used")
-    lobes.add_argument("--out", required=True, help="label map (values 1-6) or .seg.nrrd")
+                       help="how an imported label map with values 1-5 only is read: auto = as lungmask's "
+                            "LTRCLobes numbering (1 LUL with lingula, 2 LLL, 3 RUL, 4 RML, 5 RLL); dpo = as this "
+                            "tool's numbering with the lingula (6) absent (default: %(default)s)")
+    lobes.add_argument("--weights", metavar="DIR", help=WEIGHTS_HELP + " (only with --method lungmask)")
+    lobes.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                       help="where lungmask runs: auto = a GPU when torch sees one, else the CPU; cpu; gpu "
+                            "(default: %(default)s)")
+    lobes.add_argument("--points", metavar="JSON", help="fissure control points to use (dpo-fissure-points/1; "
+                       "default: placed from the lung shape)")
+    lobes.add_argument("--points-out", metavar="JSON", help="write the fissure control points used to this file")
+    lobes.add_argument("--out", required=True, metavar="FILE",
+                       help="the lobe file to write: a label map (values 1-6 of the spec) or, when the name ends "
+                            "in .seg.nrrd, a Slicer segmentation")
     _add_force_and_quiet(lobes)
     lobes.set_defaults(run=_cmd_lobes)
 
     run = commands.add_parser("run", help="the whole pipeline for one CT: lobes, candidates, bundle and report")
-    run.add_argument("ct", metavar="CT")
-    run.add_argument("--out", required=True, help="the case bundle folder to write")
+    run.add_argument("ct", metavar="CT", help=CT_HELP)
+    run.add_argument("--out", required=True, metavar="FOLDER", help="the case bundle folder to write (must not "
+                     "exist or be empty, unless --force)")
     _add_case_options(run)
     _add_force_and_quiet(run, "replace an existing bundle")
     run.set_defaults(run=_cmd_run)
 
     batch = commands.add_parser("batch", help="score a folder of CTs or a CSV manifest, one bundle per case")
-    batch.add_argument("input", metavar="INPUT", help="folder of CTs, or CSV with case_id, path (+ columns)")
-    batch.add_argument("--out", required=True, help="folder for the bundles, cohort.csv and batch.log")
-    batch.add_argument("--workers", type=int, default=1, help="cases scored at once (processes)")
+    batch.add_argument("input", metavar="INPUT", help="a folder of CTs (files and DICOM folders; the case_id is "
+                       "the name without extension), or a CSV manifest with the columns case_id (a name: letters, "
+                       "digits, '.', '_', '-') and path (relative to the manifest), extra columns copied to "
+                       "cohort.csv")
+    batch.add_argument("--out", required=True, metavar="FOLDER",
+                       help="folder for the bundles, cohort.csv and batch.log (an existing one is resumed)")
+    batch.add_argument("--workers", type=int_in(*WORKERS_RANGE), default=1, metavar="N",
+                       help="cases scored at once, each in its own process (default: %(default)s)")
     _add_case_options(batch)
     batch.set_defaults(run=_cmd_batch)
 
     demo = commands.add_parser("demo", help="run the pipeline on a built-in synthetic chest CT and score it")
     _add_policy_options(demo)
-    demo.add_argument("--out", default="demo-output",
+    demo.add_argument("--out", default="demo-output", metavar="FOLDER",
                       help="folder for the demo's files (default: demo-output)")
-    demo.add_argument("--seed", type=int, default=7, help="phantom random seed")
+    demo.add_argument("--seed", type=int_in(*RANDOM_SEED_RANGE), default=7, metavar="N",
+                      help="random seed of the synthetic CT (0 to 2**32-1; default: %(default)s)")
     _add_force_and_quiet(demo, "also write into a non-empty folder that is not an earlier demo's "
                          "(an earlier demo's folder is replaced without it)")
     demo.set_defaults(run=_cmd_demo)
@@ -252,13 +329,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_of(args: argparse.Namespace) -> str:
+    """The command's input file, for a message that must name it."""
+    for name in ("reading", "ct", "input"):
+        if getattr(args, name, None):
+            return str(getattr(args, name))
+    return "input"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
     try:
         return args.run(args)
     except DPOInputError as error:
         print(f"dpo-score: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RecursionError:  # json.loads on thousands of nested brackets
+        print(f"dpo-score: error: {_input_of(args)}: is nested too deeply to be read (a damaged or hostile file?)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # a read or write the checks before work could not foresee
+        where = error.filename or _input_of(args)
+        print(f"dpo-score: error: {where}: {error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (DPOCancelled, KeyboardInterrupt):
         print("dpo-score: cancelled", file=sys.stderr)

@@ -14,3 +14,8 @@ class DPOInputError(ValueError):
 
 class DPOCancelled(RuntimeError):
     """Long work stopped because the caller asked it to."""
+
+
+class DPOOutputError(DPOInputError):
+    """An output that cannot be written (a folder not writable, a file in the way, a full
+    disk): one line naming the path, exit 2 like bad input; nothing half-written is left."""

@@ -53,7 +53,7 @@ def test_tally_policy_options_change_the_definitions(tmp_path):
      '"status": "confirmed"}]}', "findings[0].kind"),
     ('{"schema": "dpo-reading/1", "lobes": {"RUL": {"ild": {"ggo": -1}}}}', "lobes.RUL.ild.ggo"),
     ('{"schema": "dpo-reading/1", "lobes": {"RUL": {"ild": {"ggo": 1.5}}}}', "lobes.RUL.ild.ggo"),
-    ('{"schema": "dpo-scores/1"}', "schema"),
+    ('{"schema": "dpo-scores/1"}', "is a scores file"),
     ('{"schema": "dpo-reading/1", "findings": [', "not valid JSON"),
 ])
 def test_tally_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, content, phrase):
