@@ -29,14 +29,11 @@ from slicer.util import VTKObservationMixin
 
 from DPOScoringLib.lobes import LOBES
 from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
-from DPOScoringLib.mrml_module_logic import ModuleLogic, has_value
+from DPOScoringLib.mrml_module_logic import ASSESSMENT_COLUMNS, CHECKBOX_COLUMNS, ModuleLogic, has_value
 from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
-ASSESSMENT_COLUMNS = ["dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
-                      "consolidation", "overall", "extent_over_half"]
-CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")
 KIND_LABELS = {"nodular": "nodular", "dendriform": "dendriform", "large_calcified": "large calcified",
                "granuloma": "suspected granuloma"}
 # Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
@@ -352,16 +349,21 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onComputeLobes(self) -> None:
         node = self._parameterNode
-        folder = None
         with slicer.util.tryWithErrorDisplay(_("Failed to start the lobe segmentation."), waitCursor=True):
             if node.lobeMethod == "lungmask" and not self.logic.ensureLungmaskWithTorch():
                 return
             self.logic.ensureDependencies()
-            folder = self.logic.newWorkFolder()
-            arguments, out, points = self.logic.lobeArguments(node, folder)
-            self._runWorker(arguments, folder, lambda messages: self._lobesReady(out, points, messages))
-            folder = None
-        self.logic.removeWorkFolder(folder)  # only when starting failed
+            self._startWorker(lambda folder: self.logic.lobeArguments(node, folder), self._lobesReady)
+
+    def _startWorker(self, makeArguments, ready) -> None:
+        """A work folder, the arguments written into it, the process; the folder goes if starting fails."""
+        folder = self.logic.newWorkFolder()
+        try:
+            arguments, *outputs = makeArguments(folder)
+            self._runWorker(arguments, folder, lambda messages: ready(*outputs, messages))
+        except Exception:
+            self.logic.removeWorkFolder(folder)
+            raise
 
     def _lobesReady(self, segPath, pointsPath, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the lobes."), waitCursor=True):
@@ -375,14 +377,10 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- candidates ---------------------------------------------------------------------------
     def onDetect(self) -> None:
-        folder = None
         with slicer.util.tryWithErrorDisplay(_("Failed to start detection."), waitCursor=True):
             self.logic.ensureDependencies()
-            folder = self.logic.newWorkFolder()
-            arguments, out = self.logic.detectArguments(self._parameterNode, folder)
-            self._runWorker(arguments, folder, lambda messages: self._candidatesReady(out, messages))
-            folder = None
-        self.logic.removeWorkFolder(folder)
+            self._startWorker(lambda folder: self.logic.detectArguments(self._parameterNode, folder),
+                              self._candidatesReady)
 
     def _candidatesReady(self, path, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the candidates."), waitCursor=True):
@@ -465,6 +463,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.modules.markups.logic().StartPlaceMode(False)
 
     def _onReaderPointPlaced(self, caller, event) -> None:
+        if not caller.GetNumberOfControlPoints():
+            return
         position = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPosition(caller.GetNumberOfControlPoints() - 1, position)
         caller.RemoveAllControlPoints()
@@ -492,23 +492,11 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._updatingAssessments or not node or not node.candidates:
             return
         with slicer.util.tryWithErrorDisplay(_("Invalid lobe assessment."), waitCursor=False):
-            code, name = LOBES[item.row()].code, ASSESSMENT_COLUMNS[item.column()]
             try:
-                if name in CHECKBOX_COLUMNS:
-                    self.logic.mrml.update_lobe_assessment(node.candidates, code, node.readerId or "unknown",
-                                                           **{name: item.checkState() == qt.Qt.Checked})
-                else:
-                    text = item.text().strip()
-                    value = int(text) if text else None
-                    self.logic.mrml.update_lobe_assessment(node.candidates, code, node.readerId or "unknown",
-                                                           ild={name: value})
-            except ValueError:
-                self._fillAssessmentTable()  # the cell shows the saved value again
-                raise ValueError(_("{lobe} {column}: '{text}' is not a whole number 0-3").format(
-                    lobe=code, column=name, text=item.text())) from None
-            except Exception:
-                self._fillAssessmentTable()
-                raise
+                self.logic.setAssessmentCell(node, LOBES[item.row()].code, ASSESSMENT_COLUMNS[item.column()],
+                                             item.checkState() == qt.Qt.Checked, item.text())
+            finally:
+                self._fillAssessmentTable()  # what was saved: a refused cell shows its saved value again
             self._refreshResults()
 
     def onWindow(self, window) -> None:

@@ -23,6 +23,7 @@ from vtk.util import numpy_support
 from .candidates_file import reading_from_candidates
 from .ct_image import CTVolume, check_ct_image
 from .errors import DPOInputError
+from .lobes import BY_CODE
 from .mrml_lobes import MRMLLobes
 from .reading import BACKGROUNDS, KINDS, STATUSES, Reading, parse_finding, parse_lobes, parse_reading
 from .safe_files import atomic_write_json
@@ -272,6 +273,13 @@ class DPOScoringMRMLLogic(MRMLLobes):
         record = {"id": f"r{number:03d}", "lps": [float(v) for v in lps], "lobe": lobe,
                   "status": "confirmed", "source": "reader", **measured,
                   "kind": kind or measured.get("kind", "nodular")}
+        try:
+            self._as_finding(record, markups.GetNumberOfControlPoints())  # valid before it is added
+        except DPOInputError as error:
+            if lobe in BY_CODE:
+                raise
+            raise DPOInputError("placed point", "is in no lobe: compute or load the lobes first, "
+                                "or place it inside a lobe") from error
         index = self._add_point(markups, record)
         self._relayer(markups, None, record)
         self._log(markups, reader, {"id": record["id"], "added": True})

@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import DPOInputError
 from .mrml_logic import DPOScoringMRMLLogic
 from .mrml_workspace import export_volume, new_work_folder, remove_work_folder
 from .policy import ScoringPolicy
 
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
 LUNGMASK_REQUIREMENT = "lungmask==0.2.22"
+ASSESSMENT_COLUMNS = ("dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
+                      "consolidation", "overall", "extent_over_half")  # the per-lobe table's columns
+CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")
 
 
 def has_value(path) -> bool:
@@ -162,6 +166,19 @@ class ModuleLogic:
         if parameterNode.lobeSegmentation and parameterNode.candidates:
             lobes, image = self.lobeArray(parameterNode)
             self.mrml.suggest_extents(parameterNode.candidates, lobes, image, only)
+
+    def setAssessmentCell(self, parameterNode, code: str, column: str, checked: bool, text: str) -> dict:
+        """One cell of the per-lobe table changed: only that answer changes (checkbox columns
+        take ``checked``, the others ``text``: a whole number, or empty to clear)."""
+        reader = parameterNode.readerId or "unknown"
+        if column in CHECKBOX_COLUMNS:
+            return self.mrml.update_lobe_assessment(parameterNode.candidates, code, reader, **{column: bool(checked)})
+        text = (text or "").strip()
+        try:
+            value = int(text) if text else None
+        except ValueError:
+            raise DPOInputError(f"{code} {column}", f"'{text}' is not a whole number (0-3)") from None
+        return self.mrml.update_lobe_assessment(parameterNode.candidates, code, reader, ild={column: value})
 
     def refreshResults(self, parameterNode) -> str | None:
         """Scores with the parameter node's policy into its results table; the banner text."""
