@@ -481,8 +481,9 @@ def install(scene, module_dir: Path, main_window=None):
     class ScriptedLoadableModuleTest:
         pass
 
-    slm.ScriptedLoadableModule, slm.ScriptedLoadableModuleWidget = ScriptedLoadableModule, ScriptedLoadableModuleWidget
-    slm.ScriptedLoadableModuleLogic, slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
+                ScriptedLoadableModuleTest):
+        setattr(slm, cls.__name__, cls)
     sys.modules.update({"slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper,
                         "slicer.ScriptedLoadableModule": slm})
     sys.modules.pop("DPOScoring", None)
