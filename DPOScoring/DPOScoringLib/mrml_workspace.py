@@ -30,9 +30,9 @@ atexit.register(_remove_all_at_exit)
 
 def default_base() -> str | None:
     """Slicer's per-user temporary folder inside the application, else the system's."""
-    app = getattr(slicer, "app", None)
-    path = getattr(app, "temporaryPath", None) if app is not None else None
-    return str(path) if path else None
+    if not hasattr(slicer, "app"):  # slicer-core (headless): no application
+        return None
+    return str(slicer.app.temporaryPath) or None
 
 
 def new_work_folder(base: str | Path | None = None, prefix: str = "dpo-work-") -> Path:
