@@ -29,7 +29,7 @@ from slicer.util import VTKObservationMixin
 
 from DPOScoringLib.lobes import LOBES
 from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
-from DPOScoringLib.mrml_module_logic import ASSESSMENT_COLUMNS, CHECKBOX_COLUMNS, ModuleLogic, has_value
+from DPOScoringLib.mrml_module_logic import ASSESSMENT_COLUMNS, CHECKBOX_COLUMNS, WORKER_BOOT, ModuleLogic, has_value
 from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
 
@@ -40,10 +40,6 @@ KIND_LABELS = {"nodular": "nodular", "dendriform": "dendriform", "large_calcifie
 # slice, r reset view, s markups, ...; see Testing/Python/test_slicer_compatibility.py).
 SHORTCUTS = (("N", "next"), ("P", "previous"), ("C", "confirm"), ("X", "reject"), ("U", "undo"),
              ("A", "place"), ("W", "bone"), ("L", "lung"))
-# The background process reports its own PID first: PythonSlicer is a launcher and the computing
-# python-real is its child, which Cancel must end (killing the launcher alone leaves it running).
-WORKER_BOOT = ("import os, sys; sys.stderr.write('[pid %d]\\n' % os.getpid()); sys.stderr.flush(); "
-               "from DPOScoringLib.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 class DPOScoring(ScriptedLoadableModule):

@@ -20,6 +20,11 @@ LUNGMASK_REQUIREMENT = "lungmask==0.2.22"
 ASSESSMENT_COLUMNS = ("dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
                       "consolidation", "overall", "extent_over_half")  # the per-lobe table's columns
 CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")
+# The background process (``PythonSlicer -c WORKER_BOOT ARGUMENTS``) reports its own PID first:
+# PythonSlicer is a launcher and the computing python-real is its child, which Cancel must end
+# (killing the launcher alone leaves it running).
+WORKER_BOOT = ("import os, sys; sys.stderr.write('[pid %d]\\n' % os.getpid()); sys.stderr.flush(); "
+               "from DPOScoringLib.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def has_value(path) -> bool:
