@@ -255,3 +255,25 @@ def test_table_against_slicer_source():
             problems += [f"{name} is already in {tag}" for tag in set(TAGS) - set(versions)
                          if _compact(token) in text(tag, where)]
     assert not problems, "\n".join(problems)
+
+
+def test_everything_slicer_loads_parses_as_python_3_9():
+    """Slicer 5.8 ships Python 3.9.10 (SuperBuild/External_python.cmake at v5.8.0); 5.10 and 5.12
+    ship 3.12.10. No ``match``, no parenthesised context managers, ... in any file Slicer loads."""
+    for path in [MODULE / "DPOScoring.py", *sorted((MODULE / "DPOScoringLib").glob("*.py"))]:
+        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+
+
+def test_runtime_annotations_need_no_python_3_10():
+    """``X | Y`` in annotations is evaluated at run time unless ``from __future__ import annotations``:
+    every module using it must have that import (the parameter node's annotations are evaluated by
+    parameterNodeWrapper, so DPOScoring.py uses none)."""
+    for path in [MODULE / "DPOScoring.py", *sorted((MODULE / "DPOScoringLib").glob("*.py"))]:
+        tree = ast.parse(path.read_text())
+        future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+                     any(a.name == "annotations" for a in n.names) for n in tree.body)
+        unions = [n for n in ast.walk(tree) if isinstance(n, (ast.AnnAssign, ast.arg, ast.FunctionDef))
+                  and any(isinstance(b, ast.BinOp) and isinstance(b.op, ast.BitOr)
+                          for b in ast.walk(getattr(n, "annotation", None) or getattr(n, "returns", None)
+                                            or ast.Constant(None)))]
+        assert future or not unions, f"{path.name} uses X | Y annotations without from __future__ import annotations"
