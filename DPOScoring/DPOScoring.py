@@ -29,7 +29,14 @@ from slicer.util import VTKObservationMixin
 
 from DPOScoringLib.lobes import LOBES
 from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
-from DPOScoringLib.mrml_module_logic import ASSESSMENT_COLUMNS, CHECKBOX_COLUMNS, WORKER_BOOT, ModuleLogic, has_value
+from DPOScoringLib.mrml_module_logic import (
+    ASSESSMENT_COLUMNS,
+    CHECKBOX_COLUMNS,
+    WORKER_BOOT,
+    ModuleLogic,
+    has_value,
+    parse_worker_line,
+)
 from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
 
@@ -141,10 +148,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveReviewButton.connect("clicked(bool)", self.onSaveReview)
         self.ui.openReviewButton.connect("clicked(bool)", self.onOpenReview)
         self.ui.lobeAssessmentTable.connect("itemChanged(QTableWidgetItem*)", self.onAssessmentChanged)
-        # Definition 1/2 and the dendriform policy refresh the results from the parameter node's
-        # Modified event (_onParameterNodeModified), i.e. after the GUI connector stored the value.
-
-        # Without a main window (the generic --no-main-window test run) they belong to the panel.
+        # Definition 1/2 and the dendriform policy: refreshed by _onParameterNodeModified, i.e. after
+        # the GUI connector stored the value. Shortcuts: without a main window (--no-main-window), on the panel.
         parent = slicer.util.mainWindow() or self.parent
         for key, name in SHORTCUTS:
             shortcut = qt.QShortcut(qt.QKeySequence(key), parent)
@@ -161,15 +166,13 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.setHorizontalHeaderLabels(["dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb",
                                          "consolid.", "overall", "> 50 %"])
         table.setVerticalHeaderLabels([lobe.code for lobe in LOBES])
-        self._updatingAssessments = True
         for row in range(len(LOBES)):
             for column, name in enumerate(ASSESSMENT_COLUMNS):
                 item = qt.QTableWidgetItem("")
                 if name in CHECKBOX_COLUMNS:
                     item.setFlags(qt.Qt.ItemIsUserCheckable | qt.Qt.ItemIsEnabled)
-                    item.setCheckState(qt.Qt.Unchecked)
                 table.setItem(row, column, item)
-        self._updatingAssessments = False
+        self._fillAssessmentTable()
         table.resizeColumnsToContents()
 
     def _fillAssessmentTable(self) -> None:
@@ -178,18 +181,15 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         saved = self.logic.mrml.lobe_assessments(node.candidates) if node and node.candidates else {}
         table = self.ui.lobeAssessmentTable
         self._updatingAssessments = True
-        try:
-            for row, lobe in enumerate(LOBES):
-                answers = saved.get(lobe.code, {})
-                for column, name in enumerate(ASSESSMENT_COLUMNS):
-                    item = table.item(row, column)
-                    if name in CHECKBOX_COLUMNS:
-                        item.setCheckState(qt.Qt.Checked if answers.get(name) else qt.Qt.Unchecked)
-                    else:
-                        value = answers.get("ild", {}).get(name)
-                        item.setText("" if value is None else str(value))
-        finally:
-            self._updatingAssessments = False
+        for row, lobe in enumerate(LOBES):
+            answers = saved.get(lobe.code, {})
+            for column, name in enumerate(ASSESSMENT_COLUMNS):
+                if name in CHECKBOX_COLUMNS:
+                    table.item(row, column).setCheckState(qt.Qt.Checked if answers.get(name) else qt.Qt.Unchecked)
+                else:
+                    value = answers.get("ild", {}).get(name)
+                    table.item(row, column).setText("" if value is None else str(value))
+        self._updatingAssessments = False
 
     def cleanup(self) -> None:
         self.onCancel()
@@ -220,6 +220,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._readerPoints = None
         self._current = 0
         self._shownPolicy = None
+        self._fillAssessmentTable()  # empty again
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -292,14 +293,14 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         raw = self._worker["process"].readAllStandardError()
         text = (raw.data() if hasattr(raw, "data") else bytes(raw)).decode("utf-8", "replace")
-        for line in text.splitlines():
-            if line.startswith("[pid ") and self._worker["pid"] is None:
-                self._worker["pid"] = int(line[5:].strip(" ]"))
-            elif line.startswith("[") and "%]" in line:
-                self.ui.progressBar.value = int(line[1:line.index("%]")])
-                self.ui.progressBar.setFormat(line[line.index("%]") + 2:].strip() + " %p%")
-            elif line.strip():
-                self._worker["errors"].append(line)
+        for kind, value, label in map(parse_worker_line, text.splitlines()):
+            if kind == "pid" and self._worker["pid"] is None:
+                self._worker["pid"] = value
+            elif kind == "progress":
+                self.ui.progressBar.value = value
+                self.ui.progressBar.setFormat(label + " %p%")
+            elif kind == "message":
+                self._worker["errors"].append(label)
 
     def _onWorkerError(self, error) -> None:
         if error == qt.QProcess.FailedToStart:  # no finished() follows: end the run here
@@ -415,9 +416,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._current = min(self._current, node.GetNumberOfControlPoints() - 1)
         slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(node.GetID(), self._current, True)
-        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
-            fov = sliceNode.GetFieldOfView()
-            sliceNode.SetFieldOfView(40.0, 40.0 * fov[1] / max(fov[0], 1e-6), fov[2])
+        self.logic.mrml.zoom_slice_views(40.0)
         self.ui.candidatesTableView.selectRow(self._current)
         record = self.logic.mrml.record(node, self._current)
         self.ui.kindComboBox.setCurrentIndex(max(self.ui.kindComboBox.findData(record.get("kind")), 0))
@@ -564,14 +563,13 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
 
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)
-        volume = SampleData.downloadSample("CTChest")
-        self.assertIsNotNone(volume, "Slicer's sample chest CT could not be downloaded")
         from DPOScoringLib.lobe_pipeline import compute_lobes
 
+        volume = SampleData.downloadSample("CTChest")
+        self.assertIsNotNone(volume, "Slicer's sample chest CT could not be downloaded")
         ct = logic.mrml.checked_ct(volume)
         volumes = compute_lobes(ct, "fissures").volumes_ml(ct.spacing)
         self.assertTrue(all(v > 0 for v in volumes.values()), volumes)
-        self.delayDisplay(f"Sample chest CT lobes (ml): {volumes}")
 
     def test_WholeFlowOnPhantom(self):
         """As the widget does it: the CLI's files read back by Slicer's storage nodes."""

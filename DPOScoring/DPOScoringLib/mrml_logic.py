@@ -171,6 +171,13 @@ class DPOScoringMRMLLogic(MRMLLobes):
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(*window)
 
+    def zoom_slice_views(self, field_of_view_mm: float) -> None:
+        """Every slice view shows ``field_of_view_mm`` across (aspect kept): a candidate fills it."""
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
+            fov = node.GetFieldOfView()
+            node.SetFieldOfView(field_of_view_mm, field_of_view_mm * fov[1] / max(fov[0], 1e-6), fov[2])
+
     def lobe_at(self, lobe_array: np.ndarray, image: sitk.Image, lps) -> str:
         """Lobe code at an LPS point (nearest lobe within 5 mm, as for detected candidates)."""
         from .candidates import _lobe_at

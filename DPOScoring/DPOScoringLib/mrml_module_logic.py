@@ -27,6 +27,16 @@ WORKER_BOOT = ("import os, sys; sys.stderr.write('[pid %d]\\n' % os.getpid()); s
                "from DPOScoringLib.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
+def parse_worker_line(line: str) -> tuple:
+    """One stderr line of the background process: ("pid", PID, ""), ("progress", percent, text),
+    ("message", None, line) or (None, None, "") for blank lines."""
+    if line.startswith("[pid ") and line.rstrip().endswith("]") and line[5:].strip(" ]\n").isdigit():
+        return "pid", int(line[5:].strip(" ]\n")), ""
+    if line.startswith("[") and "%]" in line and line[1:line.index("%]")].strip().isdigit():
+        return "progress", int(line[1:line.index("%]")]), line[line.index("%]") + 2:].strip()
+    return ("message", None, line) if line.strip() else (None, None, "")
+
+
 def has_value(path) -> bool:
     """A parameter node path that was really set (an empty one reads back as ``.``)."""
     return bool(path) and str(path) not in ("", ".")

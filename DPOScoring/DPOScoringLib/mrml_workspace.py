@@ -32,7 +32,8 @@ def default_base() -> str | None:
     """Slicer's per-user temporary folder inside the application, else the system's."""
     if not hasattr(slicer, "app"):  # slicer-core (headless): no application
         return None
-    return str(slicer.app.temporaryPath) or None
+    path = slicer.app.temporaryPath
+    return str(path) if path else None
 
 
 def new_work_folder(base: str | Path | None = None, prefix: str = "dpo-work-") -> Path:

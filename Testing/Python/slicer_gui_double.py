@@ -404,7 +404,7 @@ class MainWindowAbsent:
     """--no-main-window: slicer.util.mainWindow() is None."""
 
 
-def install(scene, module_dir: Path, main_window=None):
+def install(scene, module_dir: Path, main_window=None, temporary_path=None):
     """Puts the doubles into sys.modules / the real ``slicer`` package; returns an undo function."""
     import slicer
 
@@ -445,7 +445,7 @@ def install(scene, module_dir: Path, main_window=None):
 
     modules = types.SimpleNamespace(segmentations=types.SimpleNamespace(logic=lambda: segmentations),
                                     markups=types.SimpleNamespace(logic=lambda: MarkupsLogicDouble()))
-    app = types.SimpleNamespace(testingEnabled=lambda: True, temporaryPath=None)
+    app = types.SimpleNamespace(testingEnabled=lambda: True, temporaryPath=temporary_path)
 
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
 

@@ -246,3 +246,35 @@ def test_editing_one_lobe_answer_keeps_the_others(fresh, phantom_1mm):
     with pytest.raises(DPOInputError):
         logic.update_lobe_assessment(markups, "LLL", "reader-1", ild={"ggo": 7})
     assert logic.lobe_assessments(markups)["LLL"]["ild"]["ggo"] == 1
+
+
+def test_empty_paths_are_not_passed_to_the_background_process(fresh, tmp_path):
+    """An empty ctkPathLineEdit reads back as '' or '.': never '--weights .'; import needs a path."""
+    import types
+    from pathlib import Path
+
+    from DPOScoringLib.mrml_module_logic import ModuleLogic
+
+    scene, _, volume, _ = fresh
+    logic = ModuleLogic(scene)
+    for empty in (None, Path("."), Path("")):
+        node = types.SimpleNamespace(inputVolume=volume, lobeMethod="lungmask", lungmaskWeights=empty,
+                                     lobeImportPath=empty)
+        arguments, *_ = logic.lobeArguments(node, tmp_path)
+        assert "--weights" not in arguments
+        node.lobeMethod = "import"
+        with pytest.raises(ValueError, match="Import from"):
+            logic.lobeArguments(node, tmp_path)
+    node.lobeMethod, node.lungmaskWeights = "lungmask", tmp_path
+    assert logic.lobeArguments(node, tmp_path)[0][-2:] == ["--weights", str(tmp_path)]
+
+
+def test_worker_lines():
+    from DPOScoringLib.mrml_module_logic import parse_worker_line
+
+    assert parse_worker_line("[pid 4242]") == ("pid", 4242, "")
+    assert parse_worker_line("[ 42%] fitting the right oblique fissure") == (
+        "progress", 42, "fitting the right oblique fissure")
+    assert parse_worker_line("dpo-score: error: x.nii.gz: truncated") == (
+        "message", None, "dpo-score: error: x.nii.gz: truncated")
+    assert parse_worker_line("[note] not progress")[0] == "message" and parse_worker_line("  ")[0] is None

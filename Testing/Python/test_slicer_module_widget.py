@@ -42,12 +42,8 @@ class Spy:
 @pytest.fixture()
 def gui(tmp_path, monkeypatch):
     scene = create_headless_scene()
-    undo, markups_calls = double.install(scene, MODULE, main_window=None)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "work"))
-    (tmp_path / "work").mkdir()
+    (tmp_path / "work").mkdir()  # Slicer's temporary folder (slicer.app.temporaryPath)
+    undo, markups_calls = double.install(scene, MODULE, main_window=None, temporary_path=str(tmp_path / "work"))
     try:
         import DPOScoring as module
 
