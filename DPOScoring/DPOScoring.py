@@ -193,6 +193,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.onCancel()
+        self.logic.removeAllWorkFolders()  # Slicer closing mid-run (atexit may not run in Slicer)
         self.removeObservers()
         for shortcut in self._shortcuts:
             shortcut.setParent(None)

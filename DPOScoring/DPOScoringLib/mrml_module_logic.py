@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import DPOInputError
 from .mrml_logic import DPOScoringMRMLLogic
-from .mrml_workspace import export_volume, new_work_folder, remove_work_folder
+from .mrml_workspace import export_volume, new_work_folder, remove_all_work_folders, remove_work_folder
 from .policy import ScoringPolicy
 
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
@@ -112,6 +112,10 @@ class ModuleLogic:
     @staticmethod
     def removeWorkFolder(folder) -> None:
         remove_work_folder(folder)
+
+    @staticmethod
+    def removeAllWorkFolders() -> None:
+        remove_all_work_folders()
 
     # --- lobes --------------------------------------------------------------------------------
     def loadLobes(self, parameterNode, segPath: str, pointsPath: str | None, onDrag=None):

@@ -278,3 +278,21 @@ def test_worker_lines():
     assert parse_worker_line("dpo-score: error: x.nii.gz: truncated") == (
         "message", None, "dpo-score: error: x.nii.gz: truncated")
     assert parse_worker_line("[note] not progress")[0] == "message" and parse_worker_line("  ")[0] is None
+
+
+def test_work_folders_left_by_a_crash_are_removed_by_the_next_run(tmp_path):
+    import time
+
+    from DPOScoringLib.mrml_workspace import new_work_folder, remove_all_work_folders
+
+    old, recent, other = tmp_path / "dpo-work-crashed", tmp_path / "dpo-work-running", tmp_path / "someone-else"
+    for folder in (old, recent, other):
+        folder.mkdir()
+        (folder / "ct.nrrd").write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for folder in (old, other):
+        os.utime(folder, (two_days_ago, two_days_ago))
+    made = new_work_folder(base=tmp_path)
+    assert not old.exists() and recent.exists() and other.exists() and made.exists()
+    remove_all_work_folders()  # the widget's cleanup (Slicer closing)
+    assert not made.exists() and recent.exists()
