@@ -44,7 +44,7 @@ LOBE_METHODS = ["fissures", "lungmask", "import"]
 KIND_LABELS = {"nodular": "nodular", "dendriform": "dendriform", "large_calcified": "large calcified",
                "granuloma": "suspected granuloma"}
 # Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
-# slice, r reset view, s markups, ...; see Testing/Python/test_slicer_compatibility.py).
+# slice, r reset view, s markups, ...; see Docs/slicer.md and test_slicer_module_widget.py).
 SHORTCUTS = (("N", "next"), ("P", "previous"), ("C", "confirm"), ("X", "reject"), ("U", "undo"),
              ("A", "place"), ("W", "bone"), ("L", "lung"))
 
