@@ -22,6 +22,7 @@ import contextlib
 import inspect
 import sys
 import types
+import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
@@ -478,8 +479,9 @@ def install(scene, module_dir: Path, main_window=None, temporary_path=None):
                 node = slicer.mrmlScene.AddNode(node)
             return node
 
-    class ScriptedLoadableModuleTest:
-        pass
+    class ScriptedLoadableModuleTest(unittest.TestCase):  # as Slicer's: a unittest.TestCase
+        def delayDisplay(self, message, msec=1000):
+            pass
 
     for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
                 ScriptedLoadableModuleTest):

@@ -234,3 +234,16 @@ def test_open_review_fills_the_table_and_close_scene_leaves_nothing_stale(gui, p
     gui.ui.showRejectedCheckBox.emit("toggled(bool)", True)
     assert rejected.GetDisplayNode().GetVisibility()
     assert os.listdir(gui.work) == []  # no work folder left behind
+
+
+def test_the_in_slicer_self_test_runs_its_flow_headless(gui):
+    """DPOScoringTest.test_WholeFlowOnPhantom, as Slicer runs it, minus the application: it must
+    pass here (the sample-CT test needs Slicer's SampleData and the network)."""
+    case = gui.module.DPOScoringTest("test_WholeFlowOnPhantom")
+    case.setUp = lambda: gui.scene.Clear(0)
+    result = case.run()
+    assert result.wasSuccessful() and not result.skipped, result.errors + result.failures
+    candidates = gui.scene.GetFirstNodeByName("DPO candidates")  # the flow ran
+    assert candidates is not None and candidates.GetNumberOfControlPoints() > 5
+    assert gui.scene.GetFirstNodeByName("DPO lobes").GetSegmentation().GetNumberOfSegments() == 6
+    assert os.listdir(gui.work) == []  # its work folder removed
