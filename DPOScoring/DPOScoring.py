@@ -41,8 +41,7 @@ from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
-KIND_LABELS = {"nodular": "nodular", "dendriform": "dendriform", "large_calcified": "large calcified",
-               "granuloma": "suspected granuloma"}
+KIND_LABELS = {**{kind: kind.replace("_", " ") for kind in KINDS}, "granuloma": "suspected granuloma"}
 # Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
 # slice, r reset view, s markups, ...; see Docs/slicer.md and test_slicer_module_widget.py).
 SHORTCUTS = (("N", "next"), ("P", "previous"), ("C", "confirm"), ("X", "reject"), ("U", "undo"),
@@ -470,10 +469,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.mrml.autosave(self._parameterNode.candidates)
 
     def _refreshVisibility(self) -> None:
-        node = self._parameterNode.candidates if self._parameterNode else None
-        rejected = self.logic.mrml.layer(node, "rejected") if node is not None else None
-        if rejected is not None and rejected.GetDisplayNode() is not None:
-            rejected.GetDisplayNode().SetVisibility(self.ui.showRejectedCheckBox.checked)
+        if self._parameterNode and self._parameterNode.candidates:
+            self.logic.mrml.show_layer(self._parameterNode.candidates, "rejected", self.ui.showRejectedCheckBox.checked)
 
     def _refreshResults(self) -> None:
         node = self._parameterNode
@@ -511,12 +508,11 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSaveReview(self) -> None:
         node = self._parameterNode
-        folder = node.reviewFolder if has_value(node.reviewFolder) else None
-        if folder is None:
-            folder = qt.QFileDialog.getExistingDirectory(None, _("Review folder"))
-            if not folder:
-                return
-            node.reviewFolder = Path(folder)
+        folder = str(node.reviewFolder) if has_value(node.reviewFolder) else \
+            qt.QFileDialog.getExistingDirectory(None, _("Review folder"))
+        if not folder:
+            return
+        node.reviewFolder = Path(folder)
         with slicer.util.tryWithErrorDisplay(_("Failed to save the review."), waitCursor=True):
             self.logic.mrml.save_review(node.candidates, folder)
             slicer.util.showStatusMessage(_("Review saved in {folder}").format(folder=folder), 3000)
@@ -553,10 +549,9 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_WholeFlowOnPhantom()
-        self.setUp()
-        self.test_SampleChestCT()
+        for test in (self.test_WholeFlowOnPhantom, self.test_SampleChestCT):
+            self.setUp()
+            test()
 
     def test_SampleChestCT(self):
         """Lungs and lobes on Slicer's sample chest CT (needs the network to download it)."""
@@ -581,7 +576,6 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
         from DPOScoringLib.reading import parse_reading
         from DPOScoringLib.scoring import score_reading
 
-        self.delayDisplay("Building a synthetic chest CT")
         folder = logic.newWorkFolder()
         try:
             paths = write_phantom(generate_phantom(PhantomSpec(fov_mm=(200.0, 170.0, 180.0), n_po=12)), folder)

@@ -411,6 +411,11 @@ class DPOScoringMRMLLogic(MRMLLobes):
             self._remove_from_layer(markups, before)
         self._layer_add(layers[self.layer_of(after)], after)
 
+    def show_layer(self, markups, status: str, visible: bool) -> None:
+        layer = self.layer(markups, status)
+        if layer is not None and layer.GetDisplayNode() is not None:
+            layer.GetDisplayNode().SetVisibility(bool(visible))
+
     def layer(self, markups, status: str):
         """The markups node showing ``status`` for these candidates (None before status_layers)."""
         return self._layers(markups).get(status)
