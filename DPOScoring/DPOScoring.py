@@ -1,14 +1,14 @@
-"""DPOScoring: the 3D Slicer module.
+"""DPOScoring: the 3D Slicer module (Slicer 5.8, 5.10 and 5.12; see Docs/slicer.md).
 
-The widget only wires GUI events to ``DPOScoringLib.mrml_logic`` (MRML) and to the ``dpo-score``
-command line run in a background process (lobes, detection: progress shown, Cancel kills it);
-every scoring rule lives in ``DPOScoringLib``.
+The widget only wires GUI events to ``DPOScoringLib.mrml_module_logic`` (MRML, testable headless)
+and to the ``dpo-score`` command line run in a background process (lobes, detection: progress
+shown, Cancel ends it); every scoring rule lives in ``DPOScoringLib``.
 """
 
 import os
 import shutil
+import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -28,22 +28,31 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from DPOScoringLib.lobes import LOBES
-from DPOScoringLib.mrml_logic import BANNER, BONE_WINDOW, LUNG_WINDOW, DPOScoringMRMLLogic
-from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS, ScoringPolicy
+from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
+from DPOScoringLib.mrml_module_logic import (
+    ASSESSMENT_COLUMNS,
+    CHECKBOX_COLUMNS,
+    WORKER_BOOT,
+    ModuleLogic,
+    has_value,
+    parse_worker_line,
+)
+from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
-ASSESSMENT_COLUMNS = ["dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
-                      "consolidation", "overall", "extent_over_half"]
-KIND_LABELS = {"nodular": "nodular", "dendriform": "dendriform", "large_calcified": "large calcified",
-               "granuloma": "suspected granuloma"}
+KIND_LABELS = {**{kind: kind.replace("_", " ") for kind in KINDS}, "granuloma": "suspected granuloma"}
+# Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
+# slice, r reset view, s markups, ...; see Docs/slicer.md and test_slicer_module_widget.py).
+SHORTCUTS = (("N", "next"), ("P", "previous"), ("C", "confirm"), ("X", "reject"), ("U", "undo"),
+             ("A", "place"), ("W", "bone"), ("L", "lung"))
 
 
 class DPOScoring(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("DPO Scoring")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Chest Imaging")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Chest Imaging Platform")]
         self.parent.dependencies = ["Markups", "Segmentations"]
         self.parent.contributors = ["DPOScoring contributors"]
         self.parent.helpText = _("""
@@ -85,12 +94,13 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._worker = None
-        self._workerDone = None
+        self._worker = None  # (QProcess, work folder, on-done callback, stderr lines, python-real PID)
+        self._cancelled = False
         self._current = 0
         self._shortcuts = []
         self._readerPoints = None
         self._updatingAssessments = False
+        self._shownPolicy = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -98,7 +108,6 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-
         self.logic = DPOScoringLogic()
 
         for kind in KINDS:
@@ -111,16 +120,22 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
+        actions = {"next": lambda: self.onStep(1), "previous": lambda: self.onStep(-1),
+                   "confirm": lambda: self.onDecide(status="confirmed"),
+                   "reject": lambda: self.onDecide(status="rejected"), "undo": self.onUndo,
+                   "place": self.onPlacePoint, "bone": lambda: self.onWindow(BONE_WINDOW),
+                   "lung": lambda: self.onWindow(LUNG_WINDOW)}
         self.ui.computeLobesButton.connect("clicked(bool)", self.onComputeLobes)
         self.ui.recomputeLobesButton.connect("clicked(bool)", self.onRecomputeLobes)
+        self.ui.lobeImportFolderButton.connect("clicked(bool)", self.onChooseImportFolder)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.detectButton.connect("clicked(bool)", self.onDetect)
-        self.ui.boneWindowButton.connect("clicked(bool)", lambda: self.onWindow(BONE_WINDOW))
-        self.ui.lungWindowButton.connect("clicked(bool)", lambda: self.onWindow(LUNG_WINDOW))
-        self.ui.previousButton.connect("clicked(bool)", lambda: self.onStep(-1))
-        self.ui.nextButton.connect("clicked(bool)", lambda: self.onStep(1))
-        self.ui.confirmButton.connect("clicked(bool)", lambda: self.onDecide(status="confirmed"))
-        self.ui.rejectButton.connect("clicked(bool)", lambda: self.onDecide(status="rejected"))
+        self.ui.boneWindowButton.connect("clicked(bool)", actions["bone"])
+        self.ui.lungWindowButton.connect("clicked(bool)", actions["lung"])
+        self.ui.previousButton.connect("clicked(bool)", actions["previous"])
+        self.ui.nextButton.connect("clicked(bool)", actions["next"])
+        self.ui.confirmButton.connect("clicked(bool)", actions["confirm"])
+        self.ui.rejectButton.connect("clicked(bool)", actions["reject"])
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.kindComboBox.connect("activated(int)", lambda _: self.onDecide(
             kind=self.ui.kindComboBox.currentData))
@@ -132,16 +147,12 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveReviewButton.connect("clicked(bool)", self.onSaveReview)
         self.ui.openReviewButton.connect("clicked(bool)", self.onOpenReview)
         self.ui.lobeAssessmentTable.connect("itemChanged(QTableWidgetItem*)", self.onAssessmentChanged)
-        for combo in (self.ui.def1ComboBox, self.ui.def2ComboBox, self.ui.dendriformNodulesComboBox):
-            combo.connect("currentIndexChanged(int)", lambda _: self._refreshResults())
-
-        for key, action in (("N", lambda: self.onStep(1)), ("P", lambda: self.onStep(-1)),
-                            ("C", lambda: self.onDecide(status="confirmed")),
-                            ("R", lambda: self.onDecide(status="rejected")), ("U", self.onUndo),
-                            ("A", self.onPlacePoint), ("B", lambda: self.onWindow(BONE_WINDOW)),
-                            ("L", lambda: self.onWindow(LUNG_WINDOW))):
-            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", action)
+        # Definition 1/2 and the dendriform policy: refreshed by _onParameterNodeModified, i.e. after
+        # the GUI connector stored the value. Shortcuts: without a main window (--no-main-window), on the panel.
+        parent = slicer.util.mainWindow() or self.parent
+        for key, name in SHORTCUTS:
+            shortcut = qt.QShortcut(qt.QKeySequence(key), parent)
+            shortcut.connect("activated()", actions[name])
             shortcut.setEnabled(False)
             self._shortcuts.append(shortcut)
 
@@ -154,21 +165,34 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.setHorizontalHeaderLabels(["dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb",
                                          "consolid.", "overall", "> 50 %"])
         table.setVerticalHeaderLabels([lobe.code for lobe in LOBES])
-        self._updatingAssessments = True
         for row in range(len(LOBES)):
             for column, name in enumerate(ASSESSMENT_COLUMNS):
                 item = qt.QTableWidgetItem("")
-                if name in ("dendriform", "extent_over_half"):
+                if name in CHECKBOX_COLUMNS:
                     item.setFlags(qt.Qt.ItemIsUserCheckable | qt.Qt.ItemIsEnabled)
-                    item.setCheckState(qt.Qt.Unchecked)
-                else:
-                    item.setText("0" if name != "overall" else "")
                 table.setItem(row, column, item)
-        self._updatingAssessments = False
+        self._fillAssessmentTable()
         table.resizeColumnsToContents()
+
+    def _fillAssessmentTable(self) -> None:
+        """The table shows the saved per-lobe answers (after Detect, Open Review, scene load)."""
+        node = self._parameterNode
+        saved = self.logic.mrml.lobe_assessments(node.candidates) if node and node.candidates else {}
+        table = self.ui.lobeAssessmentTable
+        self._updatingAssessments = True
+        for row, lobe in enumerate(LOBES):
+            answers = saved.get(lobe.code, {})
+            for column, name in enumerate(ASSESSMENT_COLUMNS):
+                if name in CHECKBOX_COLUMNS:
+                    table.item(row, column).setCheckState(qt.Qt.Checked if answers.get(name) else qt.Qt.Unchecked)
+                else:
+                    value = answers.get("ild", {}).get(name)
+                    table.item(row, column).setText("" if value is None else str(value))
+        self._updatingAssessments = False
 
     def cleanup(self) -> None:
         self.onCancel()
+        self.logic.removeAllWorkFolders()  # Slicer closing mid-run (atexit may not run in Slicer)
         self.removeObservers()
         for shortcut in self._shortcuts:
             shortcut.setParent(None)
@@ -185,10 +209,18 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanRun)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.onCancel()
         self.setParameterNode(None)
+        if self._readerPoints is not None:
+            self.removeObserver(self._readerPoints, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                self._onReaderPointPlaced)
+        self._readerPoints = None
+        self._current = 0
+        self._shownPolicy = None
+        self._fillAssessmentTable()  # empty again
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -204,13 +236,19 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanRun)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanRun)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
             self._checkCanRun()
             self._showReview()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        self._checkCanRun()
+        node = self._parameterNode
+        if node and node.candidates and self.logic.policyFrom(node) != self._shownPolicy:
+            self._refreshResults()  # Definition 1/2, dendriform policy: with the value just stored
 
     def _checkCanRun(self, caller=None, event=None) -> None:
         node = self._parameterNode
@@ -224,89 +262,110 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.nextButton, self.ui.addPointButton, self.ui.saveReviewButton):
             button.enabled = hasCandidates
         self.ui.cancelButton.enabled = busy
-        if node and node.reviewFolder and str(node.reviewFolder) not in ("", "."):
+        if node and has_value(node.reviewFolder):
             self.logic.mrml.review_folder = Path(node.reviewFolder)
 
     # --- background work ----------------------------------------------------------------------
-    def _runWorker(self, arguments, onDone) -> None:
-        """Runs ``dpo-score ARGUMENTS`` in PythonSlicer; progress from its '[ 42%] ...' lines."""
+    def _runWorker(self, arguments, folder, onDone) -> None:
+        """Runs ``dpo-score ARGUMENTS`` in PythonSlicer; progress from its '[ 42%] ...' lines.
+        The QProcess is owned by the module panel (never deleted by Python inside its own
+        signal); the work folder is removed when the process has ended, however it ended."""
         python = shutil.which("PythonSlicer") or os.path.join(os.path.dirname(sys.executable), "PythonSlicer")
-        process = qt.QProcess()
+        process = qt.QProcess(self.parent)
         environment = qt.QProcessEnvironment.systemEnvironment()
         moduleDir = os.path.dirname(__file__)
         environment.insert("PYTHONPATH", moduleDir + os.pathsep + environment.value("PYTHONPATH", ""))
         environment.insert("PYTHONUNBUFFERED", "1")
         process.setProcessEnvironment(environment)
         process.setProgram(python)
-        process.setArguments(["-m", "DPOScoringLib", *arguments])
-        process.readyReadStandardError.connect(self._onWorkerOutput)
-        process.finished.connect(self._onWorkerFinished)
-        self._worker, self._workerDone, self._workerErrors = process, onDone, []
+        process.setArguments(["-c", WORKER_BOOT, *arguments])
+        process.connect("readyReadStandardError()", self._onWorkerOutput)
+        process.connect("finished(int,QProcess::ExitStatus)", self._onWorkerFinished)
+        process.connect("errorOccurred(QProcess::ProcessError)", self._onWorkerError)
+        self._worker = {"process": process, "folder": folder, "onDone": onDone, "errors": [], "pid": None}
+        self._cancelled = False
         self.ui.progressBar.value = 0
-        process.start()
         self._checkCanRun()
+        process.start()
 
     def _onWorkerOutput(self) -> None:
-        raw = self._worker.readAllStandardError()
+        if self._worker is None:
+            return
+        raw = self._worker["process"].readAllStandardError()
         text = (raw.data() if hasattr(raw, "data") else bytes(raw)).decode("utf-8", "replace")
-        for line in text.splitlines():
-            if line.startswith("[") and "%]" in line:
-                self.ui.progressBar.value = int(line[1:line.index("%]")])
-                self.ui.progressBar.setFormat(line[line.index("%]") + 2:].strip() + " %p%")
-            elif line.strip():
-                self._workerErrors.append(line)
+        for kind, value, label in map(parse_worker_line, text.splitlines()):
+            if kind == "pid" and self._worker["pid"] is None:
+                self._worker["pid"] = value
+            elif kind == "progress":
+                self.ui.progressBar.value = value
+                self.ui.progressBar.setFormat(label + " %p%")
+            elif kind == "message":
+                self._worker["errors"].append(label)
+
+    def _onWorkerError(self, error) -> None:
+        if error == qt.QProcess.FailedToStart:  # no finished() follows: end the run here
+            self._endWorker(None, [_("PythonSlicer could not be started.")])
 
     def _onWorkerFinished(self, exitCode, exitStatus=None) -> None:
-        onDone, errors = self._workerDone, self._workerErrors
-        self._worker = None
-        self._checkCanRun()
-        if exitCode == 0:
-            self.ui.progressBar.value = 100
-            onDone(errors)
-        elif exitCode != 130 and not getattr(self, "_cancelled", False):
-            slicer.util.errorDisplay("\n".join(errors[-3:]) or _("The background process failed."))
-        self._cancelled = False
+        if self._worker is not None:
+            self._endWorker(exitCode, self._worker["errors"])
+
+    def _endWorker(self, exitCode, errors) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        worker["process"].deleteLater()  # Qt deletes it after this signal has returned
+        cancelled, self._cancelled = self._cancelled, False
+        try:
+            self._checkCanRun()
+            if exitCode == 0 and not cancelled:
+                self.ui.progressBar.value = 100
+                worker["onDone"](errors)
+            elif not cancelled and exitCode != 130:
+                slicer.util.errorDisplay("\n".join(errors[-3:]) or _("The background process failed."))
+        finally:
+            self.logic.removeWorkFolder(worker["folder"])
 
     def onCancel(self) -> None:
-        if self._worker is not None:
-            self._cancelled = True
-            self._worker.kill()
-            self.ui.progressBar.setFormat(_("cancelled"))
-
-    def _volumeFile(self) -> str:
-        """The CT as a temporary NRRD for the background process."""
-        folder = tempfile.mkdtemp(prefix="dpo-")
-        path = os.path.join(folder, "ct.nrrd")
-        slicer.util.saveNode(self._parameterNode.inputVolume, path)
-        return path
+        if self._worker is None:
+            return
+        self._cancelled = True
+        if self._worker["pid"]:
+            try:  # python-real first: the launcher does not pass the kill on
+                os.kill(self._worker["pid"], signal.SIGTERM)
+            except OSError:
+                pass  # already ended
+        self._worker["process"].kill()
+        self.ui.progressBar.setFormat(_("cancelled"))
 
     # --- lobes --------------------------------------------------------------------------------
+    def onChooseImportFolder(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(None, _("TotalSegmentator output folder"))
+        if folder:
+            self.ui.lobeImportPathLineEdit.currentPath = folder
+
     def onComputeLobes(self) -> None:
         node = self._parameterNode
-        if node.lobeMethod == "lungmask" and not self.logic.ensureLungmask():
-            return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the lobe segmentation."), waitCursor=True):
+            if node.lobeMethod == "lungmask" and not self.logic.ensureLungmaskWithTorch():
+                return
             self.logic.ensureDependencies()
-            ctPath = self._volumeFile()
-            out = os.path.join(os.path.dirname(ctPath), "lobes.seg.nrrd")
-            points = os.path.join(os.path.dirname(ctPath), "points.json")
-            arguments = ["lobes", ctPath, "--method", node.lobeMethod, "--out", out, "--points-out", points]
-            if node.lobeMethod == "import":
-                arguments += ["--from", str(node.lobeImportPath)]
-            if node.lobeMethod == "lungmask" and node.lungmaskWeights:
-                arguments += ["--weights", str(node.lungmaskWeights)]
-            self._runWorker(arguments, lambda messages: self._lobesReady(out, points, messages))
+            self._startWorker(lambda folder: self.logic.lobeArguments(node, folder), self._lobesReady)
+
+    def _startWorker(self, makeArguments, ready) -> None:
+        """A work folder, the arguments written into it, the process; the folder goes if starting fails."""
+        folder = self.logic.newWorkFolder()
+        try:
+            arguments, *outputs = makeArguments(folder)
+            self._runWorker(arguments, folder, lambda messages: ready(*outputs, messages))
+        except Exception:
+            self.logic.removeWorkFolder(folder)
+            raise
 
     def _lobesReady(self, segPath, pointsPath, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the lobes."), waitCursor=True):
-            segmentation = slicer.util.loadSegmentation(segPath)
-            segmentation.SetName("DPO lobes")
-            self._parameterNode.lobeSegmentation = segmentation
-            if os.path.exists(pointsPath):
-                for fissureNode in self.logic.showFissurePoints(pointsPath):
-                    # lobes follow the points: recomputed when the reader releases a dragged point
-                    self.addObserver(fissureNode, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
-                                     lambda caller, event: self.onRecomputeLobes())
+            # lobes follow the points: recomputed when the reader releases a dragged point
+            self.logic.loadLobes(self._parameterNode, segPath, pointsPath, onDrag=self.onRecomputeLobes)
             self.ui.warningsLabel.text = "\n".join(m for m in messages if m.startswith("warning"))
 
     def onRecomputeLobes(self) -> None:
@@ -317,13 +376,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onDetect(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start detection."), waitCursor=True):
             self.logic.ensureDependencies()
-            ctPath = self._volumeFile()
-            out = os.path.join(os.path.dirname(ctPath), "candidates.json")
-            arguments = ["detect", ctPath, "--out", out]
-            if self._parameterNode.lobeSegmentation:
-                lobesPath = self.logic.lobeLabelmapFile(self._parameterNode, os.path.dirname(ctPath))
-                arguments += ["--lobes", lobesPath]
-            self._runWorker(arguments, lambda messages: self._candidatesReady(out, messages))
+            self._startWorker(lambda folder: self.logic.detectArguments(self._parameterNode, folder),
+                              self._candidatesReady)
 
     def _candidatesReady(self, path, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the candidates."), waitCursor=True):
@@ -341,6 +395,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.candidatesTableView.setMRMLTableNode(node.candidatesTable)
         self.ui.resultsTableView.setMRMLTableNode(node.resultsTable)
+        self._fillAssessmentTable()
         self._refreshVisibility()
         self._refreshResults()
         self._checkCanRun()
@@ -359,10 +414,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode.candidates
         if node is None or not node.GetNumberOfControlPoints():
             return
+        self._current = min(self._current, node.GetNumberOfControlPoints() - 1)
         slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(node.GetID(), self._current, True)
-        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
-            fov = sliceNode.GetFieldOfView()
-            sliceNode.SetFieldOfView(40.0, 40.0 * fov[1] / max(fov[0], 1e-6), fov[2])
+        self.logic.mrml.zoom_slice_views(40.0)
         self.ui.candidatesTableView.selectRow(self._current)
         record = self.logic.mrml.record(node, self._current)
         self.ui.kindComboBox.setCurrentIndex(max(self.ui.kindComboBox.findData(record.get("kind")), 0))
@@ -387,15 +441,16 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onUndo(self) -> None:
         node = self._parameterNode
         if node and node.candidates:
-            self.logic.mrml.undo(node.candidates, node.readerId)
-            self.logic.mrml.candidates_table(node.candidates, node.candidatesTable)
-            self._refreshResults()
+            with slicer.util.tryWithErrorDisplay(_("Failed to undo."), waitCursor=False):
+                self.logic.undo(node)
+                self._refreshResults()
+                self.logic.mrml.autosave(node.candidates)
 
     def onPlacePoint(self) -> None:
         node = self._parameterNode
         if not node or not node.candidates:
             return
-        if self._readerPoints is None:
+        if self._readerPoints is None or slicer.mrmlScene.GetNodeByID(self._readerPoints.GetID()) is None:
             self._readerPoints = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "DPO reader points")
             self.addObserver(self._readerPoints, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                              self._onReaderPointPlaced)
@@ -403,44 +458,38 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.modules.markups.logic().StartPlaceMode(False)
 
     def _onReaderPointPlaced(self, caller, event) -> None:
+        if not caller.GetNumberOfControlPoints():
+            return
         position = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPosition(caller.GetNumberOfControlPoints() - 1, position)
         caller.RemoveAllControlPoints()
         with slicer.util.tryWithErrorDisplay(_("Failed to add the point."), waitCursor=True):
             self.logic.addReaderFinding(self._parameterNode, position)
             self._refreshResults()
+            self.logic.mrml.autosave(self._parameterNode.candidates)
 
     def _refreshVisibility(self) -> None:
-        node = self._parameterNode.candidates if self._parameterNode else None
-        if node is None:
-            return
-        rejected = slicer.mrmlScene.GetFirstNodeByName("DPO rejected")
-        if rejected is not None and rejected.GetDisplayNode() is not None:
-            rejected.GetDisplayNode().SetVisibility(self.ui.showRejectedCheckBox.checked)
+        if self._parameterNode and self._parameterNode.candidates:
+            self.logic.mrml.show_layer(self._parameterNode.candidates, "rejected", self.ui.showRejectedCheckBox.checked)
 
     def _refreshResults(self) -> None:
         node = self._parameterNode
-        if not node or not node.candidates:
-            return
-        _scores, table = self.logic.mrml.update_results(node.candidates, node.resultsTable, self.logic.policyFrom(node))
-        self.ui.bannerLabel.text = table.GetAttribute(BANNER)
+        banner = self.logic.refreshResults(node)
+        if banner is not None:
+            self._shownPolicy = self.logic.policyFrom(node)
+            self.ui.bannerLabel.text = banner
 
     # --- per lobe, window, saving ---------------------------------------------------------------
     def onAssessmentChanged(self, item) -> None:
         node = self._parameterNode
         if self._updatingAssessments or not node or not node.candidates:
             return
-        row = item.row()
-        assessment, ild = {}, {}
-        for column, name in enumerate(ASSESSMENT_COLUMNS):
-            cell = self.ui.lobeAssessmentTable.item(row, column)
-            if name in ("dendriform", "extent_over_half"):
-                assessment[name] = cell.checkState() == qt.Qt.Checked
-            elif cell.text().strip():
-                ild[name] = int(cell.text())
-        assessment["ild"] = ild
         with slicer.util.tryWithErrorDisplay(_("Invalid lobe assessment."), waitCursor=False):
-            self.logic.mrml.set_lobe_assessment(node.candidates, LOBES[row].code, assessment, node.readerId)
+            try:
+                self.logic.setAssessmentCell(node, LOBES[item.row()].code, ASSESSMENT_COLUMNS[item.column()],
+                                             item.checkState() == qt.Qt.Checked, item.text())
+            finally:
+                self._fillAssessmentTable()  # what was saved: a refused cell shows its saved value again
             self._refreshResults()
 
     def onWindow(self, window) -> None:
@@ -453,182 +502,100 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to open the review."), waitCursor=True):
-            node = self._parameterNode
-            markups = self.logic.mrml.load_review(folder)
-            self.logic.mrml.status_layers(markups)
-            node.candidates = markups
-            node.candidatesTable = self.logic.mrml.candidates_table(markups)
-            _scores, node.resultsTable = self.logic.mrml.update_results(markups, None, self.logic.policyFrom(node))
-            node.reviewFolder = Path(folder)
+            self.logic.openReview(self._parameterNode, folder)
+            self._current = 0
             self._showReview()
 
     def onSaveReview(self) -> None:
         node = self._parameterNode
-        folder = node.reviewFolder if node.reviewFolder and str(node.reviewFolder) not in ("", ".") else None
-        if folder is None:
-            folder = qt.QFileDialog.getExistingDirectory(None, _("Review folder"))
-            if not folder:
-                return
-            node.reviewFolder = Path(folder)
+        folder = str(node.reviewFolder) if has_value(node.reviewFolder) else \
+            qt.QFileDialog.getExistingDirectory(None, _("Review folder"))
+        if not folder:
+            return
+        node.reviewFolder = Path(folder)
         with slicer.util.tryWithErrorDisplay(_("Failed to save the review."), waitCursor=True):
             self.logic.mrml.save_review(node.candidates, folder)
             slicer.util.showStatusMessage(_("Review saved in {folder}").format(folder=folder), 3000)
 
 
-class DPOScoringLogic(ScriptedLoadableModuleLogic):
-    """Module logic: parameter-node values into DPOScoringLib calls; usable without the GUI."""
+class DPOScoringLogic(ScriptedLoadableModuleLogic, ModuleLogic):
+    """Module logic: parameter-node values into DPOScoringLib calls (``ModuleLogic``, headless);
+    this class adds Slicer's parameter node and the PyTorch check."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.mrml = DPOScoringMRMLLogic(slicer.mrmlScene, slicer.modules.segmentations.logic()
-                                        if hasattr(slicer.modules, "segmentations") else None)
+        ModuleLogic.__init__(self, slicer.mrmlScene, slicer.modules.segmentations.logic()
+                             if hasattr(slicer.modules, "segmentations") else None)
 
     def getParameterNode(self):
         return DPOScoringParameterNode(super().getParameterNode())
 
-    @staticmethod
-    def policyFrom(parameterNode) -> ScoringPolicy:
-        return ScoringPolicy(def1=parameterNode.def1, def2=parameterNode.def2,
-                             dendriform_nodules=parameterNode.dendriformNodules)
-
-    def ensureDependencies(self) -> None:
-        """scipy, scikit-image, cc3d and edt into Slicer's Python, with the user's consent
-        (Slicer's own numpy and SimpleITK are left alone)."""
-        import slicer.packaging as packaging
-
-        path = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
-        packaging.pip_ensure(packaging.load_requirements(path), requester="DPO Scoring")
-
-    def ensureLungmask(self) -> bool:
+    def ensureLungmaskWithTorch(self) -> bool:
         try:
             import torch  # noqa: F401
         except ImportError:
             slicer.util.errorDisplay(_("lungmask needs PyTorch: install the PyTorch extension (PyTorch Utils) "
                                        "from the Extensions Manager, or choose the fissure method."))
             return False
-        import slicer.packaging as packaging
-
-        packaging.pip_ensure(["lungmask==0.2.22"], requester="DPO Scoring (lungmask)")
+        self.ensureLungmask()
         return True
-
-    def lobeLabelmapFile(self, parameterNode, folder: str) -> str:
-        """The lobe segmentation as a label map with the spec's values 1-6 on the CT's grid."""
-        from DPOScoringLib.lobe_files import write_label_map
-
-        volume = parameterNode.inputVolume
-        lobes = self.mrml.lobe_array(parameterNode.lobeSegmentation, volume)
-        path = os.path.join(folder, "lobes.nrrd")
-        write_label_map(path, lobes, self.mrml.volume_to_image(volume))
-        return path
-
-    def loadCandidates(self, parameterNode, path: str) -> None:
-        from DPOScoringLib.candidates_file import load_candidates
-
-        document = load_candidates(path)
-        markups = self.mrml.candidates_to_markups(document)
-        self.mrml.status_layers(markups)  # the views: one coloured markups node per status
-        parameterNode.candidates = markups
-        parameterNode.candidatesTable = self.mrml.candidates_table(markups)
-        _scores, results = self.mrml.update_results(markups, None, self.policyFrom(parameterNode))
-        parameterNode.resultsTable = results
-        if parameterNode.reviewFolder and str(parameterNode.reviewFolder) not in ("", "."):
-            self.mrml.review_folder = Path(parameterNode.reviewFolder)
-            self.mrml.autosave(markups)
-
-    def decide(self, parameterNode, index: int, reader: str, **change) -> None:
-        self.mrml.decide(parameterNode.candidates, index, reader or "unknown", autosave=False, **change)
-        if parameterNode.candidatesTable:
-            self.mrml.update_candidate_row(parameterNode.candidatesTable, parameterNode.candidates, index)
-
-    def addReaderFinding(self, parameterNode, ras) -> None:
-        """A missed ossification: measured like a detected one and given its lobe."""
-        lps = [-ras[0], -ras[1], ras[2]]
-        lobes, image = self.lobeArray(parameterNode) if parameterNode.lobeSegmentation else (None, None)
-        lungs = None if lobes is None else (lobes > 0).astype("uint8") + (lobes > 3).astype("uint8")
-        measured = self.mrml.measure_reader_point(parameterNode.inputVolume, lps, lungs)
-        lps = measured.get("lps", lps)
-        lobe = "unassigned" if lobes is None else self.mrml.lobe_at(lobes, image, lps)
-        self.mrml.add_reader_finding(parameterNode.candidates, lps, lobe, parameterNode.readerId or "unknown",
-                                     measurements=measured)
-        self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
-
-    def lobeArray(self, parameterNode):
-        """The lobes as spec labels, cached until the segmentation changes (Segment Editor...)."""
-        segmentation, volume = parameterNode.lobeSegmentation, parameterNode.inputVolume
-        key = (segmentation.GetID(), segmentation.GetMTime(), volume.GetID())
-        if getattr(self, "_lobeCacheKey", None) != key:
-            self._lobeCache = (self.mrml.lobe_array(segmentation, volume), self.mrml.volume_to_image(volume))
-            self._lobeCacheKey = key
-        return self._lobeCache
-
-    def suggestExtents(self, parameterNode, only=None) -> None:
-        if parameterNode.lobeSegmentation and parameterNode.candidates:
-            lobes, image = self.lobeArray(parameterNode)
-            self.mrml.suggest_extents(parameterNode.candidates, lobes, image, only)
-
-    def showFissurePoints(self, pointsPath: str) -> list:
-        from DPOScoringLib.fissures import load_points
-
-        return self.mrml.show_fissure_points(load_points(pointsPath))
-
-    def recomputeLobesFromPoints(self, parameterNode) -> None:
-        old = parameterNode.lobeSegmentation
-        parameterNode.lobeSegmentation = self.mrml.recompute_lobes(parameterNode.inputVolume, old)
-        slicer.mrmlScene.RemoveNode(old)
 
 
 class DPOScoringTest(ScriptedLoadableModuleTest):
-    """In-Slicer self-test: the whole flow on a synthetic CT (no download needed)."""
+    """In-Slicer self-test: the module's flow through files on a synthetic CT, then lobes on
+    Slicer's sample chest CT. Any failure fails the test (nothing is turned into a skip)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_WholeFlowOnPhantom()
-        self.setUp()
-        self.test_SampleChestCT()
+        for test in (self.test_WholeFlowOnPhantom, self.test_SampleChestCT):
+            self.setUp()
+            test()
 
     def test_SampleChestCT(self):
-        """Lungs and lobes on Slicer's sample chest CT, when it can be downloaded."""
-        try:
-            import SampleData
-
-            volume = SampleData.downloadSample("CTChest")
-        except Exception as error:  # offline: the phantom test above still ran the whole flow
-            self.delayDisplay(f"Sample chest CT not available ({error}); skipped")
-            return
-        from DPOScoringLib.lobe_pipeline import compute_lobes
+        """Lungs and lobes on Slicer's sample chest CT (needs the network to download it)."""
+        import SampleData
 
         logic = DPOScoringLogic()
+        logic.ensureDependencies(testing=True)
+        from DPOScoringLib.lobe_pipeline import compute_lobes
+
+        volume = SampleData.downloadSample("CTChest")
+        self.assertIsNotNone(volume, "Slicer's sample chest CT could not be downloaded")
         ct = logic.mrml.checked_ct(volume)
         volumes = compute_lobes(ct, "fissures").volumes_ml(ct.spacing)
         self.assertTrue(all(v > 0 for v in volumes.values()), volumes)
-        self.delayDisplay(f"Sample chest CT lobes (ml): {volumes}")
 
     def test_WholeFlowOnPhantom(self):
-        from DPOScoringLib.candidates_file import candidates_document
-        from DPOScoringLib.lobe_pipeline import compute_lobes
+        """As the widget does it: the CLI's files read back by Slicer's storage nodes."""
+        logic = DPOScoringLogic()
+        logic.ensureDependencies(testing=True)  # scikit-image, cc3d, edt are not in a fresh Slicer
+        from DPOScoringLib.cli import main
         from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
-        from DPOScoringLib.pipeline import run_detection
         from DPOScoringLib.reading import parse_reading
         from DPOScoringLib.scoring import score_reading
 
-        self.delayDisplay("Building a synthetic chest CT")
-        folder = tempfile.mkdtemp(prefix="dpo-selftest-")
-        paths = write_phantom(generate_phantom(PhantomSpec(fov_mm=(200.0, 170.0, 180.0), n_po=12)), folder)
-        logic = DPOScoringLogic()
-        volume = logic.mrml.load_volume(paths["ct"])
-        ct = logic.mrml.checked_ct(volume)
-        segmentation = logic.mrml.lobes_to_segmentation(compute_lobes(ct, "fissures").lobes, ct.image, volume)
-        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 6)
-        run = run_detection(paths["ct"], paths["lobes"])
-        markups = logic.mrml.candidates_to_markups(candidates_document(
-            run.ct, run.result, run.warnings, run.sources, run.lung_volumes_ml))
-        self.assertGreater(markups.GetNumberOfControlPoints(), 5)
-        for index in range(markups.GetNumberOfControlPoints()):
-            logic.mrml.decide(markups, index, "self-test", status="confirmed")
-        scores, _table = logic.mrml.update_results(markups)
-        self.assertEqual(scores, score_reading(parse_reading(logic.mrml.reading(markups))))
-        self.assertTrue(scores["complete"])
+        folder = logic.newWorkFolder()
+        try:
+            paths = write_phantom(generate_phantom(PhantomSpec(fov_mm=(200.0, 170.0, 180.0), n_po=12)), folder)
+            node = logic.getParameterNode()
+            node.inputVolume = logic.mrml.load_volume(paths["ct"])
+            arguments, seg, points = logic.lobeArguments(node, folder)
+            self.assertEqual(main(arguments + ["--quiet"]), 0)
+            logic.loadLobes(node, seg, points)
+            lobes, _image = logic.lobeArray(node)
+            self.assertEqual(sorted(int(v) for v in set(lobes.ravel()) - {0}), [1, 2, 3, 4, 5, 6])
+            arguments, candidates = logic.detectArguments(node, folder)
+            self.assertEqual(main(arguments + ["--quiet"]), 0)
+            logic.loadCandidates(node, candidates)
+            markups = node.candidates
+            self.assertGreater(markups.GetNumberOfControlPoints(), 5)
+            for index in range(markups.GetNumberOfControlPoints()):
+                logic.decide(node, index, "self-test", status="confirmed")
+            scores, _table = logic.mrml.update_results(markups)
+            self.assertEqual(scores, score_reading(parse_reading(logic.mrml.reading(markups))))
+            self.assertTrue(scores["complete"])
+        finally:
+            logic.removeWorkFolder(folder)
         self.delayDisplay("Test passed")

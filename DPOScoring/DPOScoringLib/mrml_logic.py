@@ -23,9 +23,9 @@ from vtk.util import numpy_support
 from .candidates_file import reading_from_candidates
 from .ct_image import CTVolume, check_ct_image
 from .errors import DPOInputError
-from .lobe_files import terminology_tag
-from .lobes import BY_LABEL, LOBES
-from .reading import KINDS, STATUSES, Reading, parse_finding, parse_lobes, parse_reading
+from .lobes import BY_CODE
+from .mrml_lobes import MRMLLobes
+from .reading import BACKGROUNDS, KINDS, STATUSES, Reading, parse_finding, parse_lobes, parse_reading
 from .safe_files import atomic_write_json
 from .score_summary import LOBE_COLUMNS, banner_text, lobe_rows
 from .scoring import score_reading
@@ -41,6 +41,7 @@ STATUS_LAYERS = {  # what the views show: one markups node per status, coloured
     "separate": ("DPO recorded separately", (0.3, 0.6, 1.0)),
 }
 LAYERS = "DPOScoring.StatusLayers"
+LAYER_OF = "DPOScoring.StatusLayer"
 BONE_WINDOW = (2500.0, 500.0)  # width, level (spec section 2): shows -750 to 1750 HU
 LUNG_WINDOW = (1500.0, -600.0)
 
@@ -60,19 +61,28 @@ def create_headless_scene():
     return scene
 
 
-class DPOScoringMRMLLogic:
+class DPOScoringMRMLLogic(MRMLLobes):
     def __init__(self, scene, segmentations_logic=None):
         self.scene = scene
         self.segmentations_logic = segmentations_logic or getattr(scene, "_dpo_logics", (None,))[0] \
             or slicer.vtkSlicerSegmentationsModuleLogic()
         self.review_folder: Path | None = None
-        self._findings: dict[str, list] = {}  # markups node ID -> parsed findings, kept in step
+        self._findings: dict[str, tuple] = {}  # markups node ID -> (node, parsed findings), kept in step
+        scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, self._on_scene_closed)
 
     def _finding_cache(self, markups) -> list:
-        key = markups.GetID()
-        if key not in self._findings or len(self._findings[key]) != markups.GetNumberOfControlPoints():
-            self._findings[key] = [self._as_finding(r, i) for i, r in enumerate(self.records(markups))]
-        return self._findings[key]
+        """Parsed findings of a markups node, kept in step with each decision. Keyed by the node
+        itself, not its ID: scene IDs restart after Close Scene, and a second review of the same CT
+        must never see the first one's statuses."""
+        entry = self._findings.get(markups.GetID())
+        if entry is None or entry[0] is not markups or len(entry[1]) != markups.GetNumberOfControlPoints():
+            entry = (markups, [self._as_finding(r, i) for i, r in enumerate(self.records(markups))])
+            self._findings[markups.GetID()] = entry
+        return entry[1]
+
+    def _on_scene_closed(self, caller=None, event=None) -> None:
+        self._findings = {}
+        self.forget_scene_state()
 
     @staticmethod
     def _as_finding(record: dict, index: int):
@@ -81,9 +91,9 @@ class DPOScoringMRMLLogic:
 
     def _changed(self, markups, index: int, record: dict) -> None:
         markups.SetNthControlPointDescription(index, json.dumps(record))
-        cache = self._findings.get(markups.GetID())
-        if cache is not None and index < len(cache):
-            cache[index] = self._as_finding(record, index)
+        entry = self._findings.get(markups.GetID())
+        if entry is not None and entry[0] is markups and index < len(entry[1]):
+            entry[1][index] = self._as_finding(record, index)
 
     # --- volumes -----------------------------------------------------------------------------
     def load_volume(self, path: str | Path, name: str = "CT"):
@@ -94,6 +104,22 @@ class DPOScoringMRMLLogic:
             self.scene.RemoveNode(node)
             raise DPOInputError(str(path), "could not be read as a volume")
         node.SetAndObserveStorageNodeID(storage.GetID())
+        return node
+
+    def load_segmentation(self, path: str | Path, name: str = "DPO lobes"):
+        """A ``.seg.nrrd`` read by Slicer's segmentation storage node. The node keeps no storage
+        node pointing at ``path`` (a temporary file): saving the scene writes it anew."""
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        storage = self.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        ok = storage.ReadData(node)
+        node.SetAndObserveStorageNodeID(None)
+        self.scene.RemoveNode(storage)
+        if not ok:
+            self.scene.RemoveNode(node)
+            raise DPOInputError(str(path), "could not be read as a segmentation")
+        node.SetName(name)
+        node.CreateDefaultDisplayNodes()
         return node
 
     @staticmethod
@@ -145,94 +171,19 @@ class DPOScoringMRMLLogic:
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(*window)
 
+    def zoom_slice_views(self, field_of_view_mm: float) -> None:
+        """Every slice view shows ``field_of_view_mm`` across (aspect kept): a candidate fills it."""
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
+            fov = node.GetFieldOfView()
+            node.SetFieldOfView(field_of_view_mm, field_of_view_mm * fov[1] / max(fov[0], 1e-6), fov[2])
+
     def lobe_at(self, lobe_array: np.ndarray, image: sitk.Image, lps) -> str:
         """Lobe code at an LPS point (nearest lobe within 5 mm, as for detected candidates)."""
         from .candidates import _lobe_at
 
         ijk = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in lps]))
         return _lobe_at(lobe_array, ijk[::-1], np.array(image.GetSpacing()[::-1]))
-
-    # --- lobes -------------------------------------------------------------------------------
-    def lobes_to_segmentation(self, lobes: np.ndarray, image: sitk.Image, reference_volume=None):
-        """A segmentation node with the six lobes as named, coloured segments with terminology."""
-        labelmap = self.labelmap_from_array(lobes.astype(np.uint8), image, "lobes labelmap")
-        segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "DPO lobes")
-        if reference_volume is not None:
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
-        present = [int(v) for v in np.unique(lobes) if v > 0]
-        if not self.segmentations_logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
-            raise DPOInputError("lobes", "could not be imported into a segmentation")
-        self.scene.RemoveNode(labelmap)
-        segments = segmentation.GetSegmentation()
-        for index, value in enumerate(present):
-            lobe = BY_LABEL[value]
-            segment = segments.GetNthSegment(index)
-            segment.SetName(lobe.name)
-            segment.SetColor(*lobe.color)
-            segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_tag(lobe.code))
-            segment.SetTag("DPOScoring.LobeCode", lobe.code)
-        return segmentation
-
-    def lobe_array(self, segmentation, reference_volume) -> np.ndarray:
-        """The segmentation back as spec labels 1-6 on the reference volume's grid (LPS-oriented
-        array as the core uses it)."""
-        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-        ids = vtk.vtkStringArray()
-        codes = []
-        for index in range(segmentation.GetSegmentation().GetNumberOfSegments()):
-            segment = segmentation.GetSegmentation().GetNthSegment(index)
-            tag = vtk.mutable("")
-            code = segment.GetTag("DPOScoring.LobeCode", tag) and str(tag)
-            if code:
-                ids.InsertNextValue(segmentation.GetSegmentation().GetNthSegmentID(index))
-                codes.append(code)
-        self.segmentations_logic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, reference_volume)
-        exported = sitk.GetArrayFromImage(self.volume_to_image(labelmap))
-        self.scene.RemoveNode(labelmap)
-        lookup = np.zeros(len(codes) + 1, dtype=np.uint8)
-        for value, code in enumerate(codes, start=1):
-            lookup[value] = next(lobe.label for lobe in LOBES if lobe.code == code)
-        return lookup[np.clip(exported, 0, len(codes))]
-
-    # --- fissure points as markups ----------------------------------------------------------
-    def show_fissure_points(self, points: dict) -> list:
-        """One markups node per fissure ("DPO fissure RO" ...), for the reader to drag."""
-        from .fissures import FISSURE_NAMES
-
-        nodes = []
-        for name, values in points.items():
-            node = self.scene.GetFirstNodeByName(f"DPO fissure {name}") or \
-                self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"DPO fissure {name}")
-            node.RemoveAllControlPoints()
-            node.SetAttribute("DPOScoring.Fissure", name)
-            node.SetDescription(FISSURE_NAMES[name])
-            for lps in values:
-                node.AddControlPoint(vtk.vtkVector3d(*(LPS_TO_RAS @ np.asarray(lps, dtype=float))))
-            nodes.append(node)
-        return nodes
-
-    def fissure_points(self) -> dict:
-        """The fissure points as they are now in the scene (LPS)."""
-        from .fissures import FISSURES
-
-        points = {}
-        for name in FISSURES:
-            node = self.scene.GetFirstNodeByName(f"DPO fissure {name}")
-            if node is not None and node.GetNumberOfControlPoints() >= 3:
-                ras = [[0.0, 0.0, 0.0] for _ in range(node.GetNumberOfControlPoints())]
-                for index, position in enumerate(ras):
-                    node.GetNthControlPointPosition(index, position)
-                points[name] = np.array(ras) @ LPS_TO_RAS
-        return points
-
-    def recompute_lobes(self, volume, segmentation):
-        """A new lobe segmentation from the lungs of ``segmentation`` and the scene's fissure points."""
-        from .fissures import assign_lobes
-
-        ct = self.checked_ct(volume)
-        current = self.lobe_array(segmentation, volume)
-        lungs = np.where(current > 3, 2, np.where(current > 0, 1, 0)).astype(np.uint8)
-        return self.lobes_to_segmentation(assign_lobes(lungs, ct.geometry, self.fissure_points()), ct.image, volume)
 
     # --- candidates as markups ---------------------------------------------------------------
     def candidates_to_markups(self, document: dict, name: str = "DPO candidates"):
@@ -268,39 +219,42 @@ class DPOScoringMRMLLogic:
         record = self.record(markups, index)
         before = dict(record)
         change = {}
-        if status is not None:
-            if status not in STATUSES:
-                raise DPOInputError("status", f"{status!r} is not one of {', '.join(STATUSES)}")
-            change["status"] = (record.get("status"), status)
-            record["status"] = status
-        if kind is not None:
-            if kind not in KINDS:
-                raise DPOInputError("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
-            change["kind"] = (record.get("kind"), kind)
-            record["kind"] = kind
-        if background is not None:
-            change["background"] = (record.get("background"), background)
-            record["background"] = background
+        for field, value, allowed in (("status", status, STATUSES), ("kind", kind, KINDS),
+                                      ("background", background, BACKGROUNDS)):
+            if value is None:
+                continue
+            if value not in allowed:
+                raise DPOInputError(field, f"{value!r} is not one of {', '.join(allowed)}")
+            change[field] = (record.get(field), value)
+            record[field] = value
+        self._as_finding(record, index)  # the whole record valid before anything is written
         self._changed(markups, index, record)
         self._relayer(markups, before, record)
         self._log(markups, reader, {"id": record["id"], **{k: list(v) for k, v in change.items()}}, autosave)
         return record
 
     def undo(self, markups, reader: str) -> dict | None:
-        """Reverts the last decision (itself logged)."""
+        """Reverts the last decision (itself logged); a point the reader placed is removed."""
         log = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
         last = next((entry for entry in reversed(log) if "id" in entry and not entry.get("undone")), None)
         if last is None:
             return None
-        index = next(i for i in range(markups.GetNumberOfControlPoints())
-                     if markups.GetNthControlPointLabel(i) == last["id"])
+        index = next((i for i in range(markups.GetNumberOfControlPoints())
+                      if markups.GetNthControlPointLabel(i) == last["id"]), None)
+        if index is None:
+            raise DPOInputError("undo", f"{last['id']} is no longer among the candidates")
         record = self.record(markups, index)
-        before = dict(record)
-        for field in ("status", "kind", "background"):
-            if field in last:
-                record[field] = last[field][0]
-        self._changed(markups, index, record)
-        self._relayer(markups, before, record)
+        if last.get("added"):
+            self._remove_from_layer(markups, record)
+            markups.RemoveNthControlPoint(index)
+            self._findings.pop(markups.GetID(), None)
+        else:
+            before = dict(record)
+            for field in ("status", "kind", "background"):
+                if field in last:
+                    record[field] = last[field][0]
+            self._changed(markups, index, record)
+            self._relayer(markups, before, record)
         last["undone"] = True
         markups.SetAttribute(DECISION_LOG, json.dumps(log))
         self._log(markups, reader, {"undo": last["id"]})
@@ -326,6 +280,13 @@ class DPOScoringMRMLLogic:
         record = {"id": f"r{number:03d}", "lps": [float(v) for v in lps], "lobe": lobe,
                   "status": "confirmed", "source": "reader", **measured,
                   "kind": kind or measured.get("kind", "nodular")}
+        try:
+            self._as_finding(record, markups.GetNumberOfControlPoints())  # valid before it is added
+        except DPOInputError as error:
+            if lobe in BY_CODE:
+                raise
+            raise DPOInputError("placed point", "is in no lobe: compute or load the lobes first, "
+                                "or place it inside a lobe") from error
         index = self._add_point(markups, record)
         self._relayer(markups, None, record)
         self._log(markups, reader, {"id": record["id"], "added": True})
@@ -349,8 +310,14 @@ class DPOScoringMRMLLogic:
         markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
         return fractions
 
+    @staticmethod
+    def lobe_assessments(markups) -> dict:
+        """The per-lobe assessments saved with the candidates (lobe code -> answers)."""
+        return json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
+
     def set_lobe_assessment(self, markups, code: str, assessment: dict, reader: str) -> None:
-        lobes = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
+        """Replaces a lobe's answers (the software's extent suggestion is kept)."""
+        lobes = self.lobe_assessments(markups)
         suggestion = lobes.get(code, {}).get("extent_fraction_suggested")
         lobes[code] = dict(assessment)
         if suggestion is not None:
@@ -358,6 +325,19 @@ class DPOScoringMRMLLogic:
         parse_reading({"schema": "dpo-reading/1", "lobes": lobes})  # validated before it is kept
         markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
         self._log(markups, reader, {"lobe": code, "assessment": assessment})
+
+    def update_lobe_assessment(self, markups, code: str, reader: str, ild: dict | None = None, **answers) -> dict:
+        """Changes only the given answers of a lobe (one table cell), keeping all others;
+        ``ild={"honeycombing": 2}`` changes one pattern, ``ild={"honeycombing": None}`` clears it."""
+        current = self.lobe_assessments(markups).get(code, {})
+        merged = {k: v for k, v in current.items() if k != "extent_fraction_suggested"}
+        merged.update(answers)
+        if ild:
+            patterns = dict(merged.get("ild", {}))
+            patterns.update(ild)
+            merged["ild"] = {k: v for k, v in patterns.items() if v is not None}
+        self.set_lobe_assessment(markups, code, merged, reader)
+        return merged
 
     def _log(self, markups, reader: str, entry: dict, autosave: bool = True) -> None:
         log = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
@@ -378,9 +358,14 @@ class DPOScoringMRMLLogic:
         """One locked markups node per status (pending yellow, confirmed green, rejected grey,
         recorded separately blue) mirroring the candidates; the data node itself is hidden. Each
         decision moves one point between layers."""
+        for index in reversed(range(self.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode"))):
+            old = self.scene.GetNthNodeByClass(index, "vtkMRMLMarkupsFiducialNode")
+            if old.GetAttribute(LAYER_OF) is not None:  # one review shown at a time
+                self.scene.RemoveNode(old)
         layers = {}
         for status, (name, colour) in STATUS_LAYERS.items():
             node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+            node.SetAttribute(LAYER_OF, status)
             node.CreateDefaultDisplayNodes()
             display = node.GetDisplayNode()
             display.SetSelectedColor(*colour)
@@ -409,17 +394,31 @@ class DPOScoringMRMLLogic:
                                       record["id"])
         layer.SetNthControlPointLocked(index, True)
 
+    def _remove_from_layer(self, markups, record: dict) -> None:
+        layer = self._layers(markups).get(self.layer_of(record))
+        if layer is None:
+            return
+        for index in range(layer.GetNumberOfControlPoints()):
+            if layer.GetNthControlPointLabel(index) == record["id"]:
+                layer.RemoveNthControlPoint(index)
+                return
+
     def _relayer(self, markups, before: dict | None, after: dict) -> None:
         layers = self._layers(markups)
         if not layers:
             return
         if before is not None:
-            old = layers[self.layer_of(before)]
-            for index in range(old.GetNumberOfControlPoints()):
-                if old.GetNthControlPointLabel(index) == before["id"]:
-                    old.RemoveNthControlPoint(index)
-                    break
+            self._remove_from_layer(markups, before)
         self._layer_add(layers[self.layer_of(after)], after)
+
+    def show_layer(self, markups, status: str, visible: bool) -> None:
+        layer = self.layer(markups, status)
+        if layer is not None and layer.GetDisplayNode() is not None:
+            layer.GetDisplayNode().SetVisibility(bool(visible))
+
+    def layer(self, markups, status: str):
+        """The markups node showing ``status`` for these candidates (None before status_layers)."""
+        return self._layers(markups).get(status)
 
     # --- the candidates table ----------------------------------------------------------------
     CANDIDATE_COLUMNS = ("id", "lobe", "short axis (mm)", "peak HU", "kind", "zone", "status")

@@ -96,7 +96,8 @@ def test_decisions_update_tallies_like_the_core_engine_and_are_autosaved(review)
 
 
 def test_scene_and_review_folder_reload_identically(review, tmp_path):
-    scene, logic, volume, _, _, segmentation, _, markups, folder = review
+    scene, logic, volume, _, _, segmentation, _, markups, _ = review
+    logic.decide(markups, 0, "reader-2", status="rejected")  # at least one decision to restore
     before = logic.reading(markups)
     # save the scene's files through their storage nodes, then the scene file itself
     for node, name in ((volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd"), (markups, "candidates.mrk.json")):
@@ -118,7 +119,9 @@ def test_scene_and_review_folder_reload_identically(review, tmp_path):
     lobes = fresh.GetFirstNodeByName("DPO lobes")
     assert lobes.GetSegmentation().GetNumberOfSegments() == 6
 
-    from_folder = DPOScoringMRMLLogic(create_headless_scene()).load_review(folder)
+    # its own review folder: the test must not depend on another test's autosave
+    logic.save_review(markups, tmp_path / "review")
+    from_folder = DPOScoringMRMLLogic(create_headless_scene()).load_review(tmp_path / "review")
     restored = DPOScoringMRMLLogic(from_folder.GetScene()).reading(from_folder)
     assert restored["findings"] == before["findings"] and restored["decisions"] == before["decisions"]
 
