@@ -457,12 +457,15 @@ class DPOScoringMRMLLogic(MRMLLobes):
         reading["decisions"] = json.loads(markups.GetAttribute(DECISION_LOG) or "[]")
         return reading
 
-    def update_results(self, markups, table=None, policy=None) -> tuple[dict, object]:
-        """Scores from the core engine into a table node (one row per lobe) and its banner."""
+    def update_results(self, markups, table=None, policy=None, reader: str | None = None) -> tuple[dict, object]:
+        """Scores from the core engine into a table node (one row per lobe) and its banner. With
+        ``reader`` (the reader's id, "" when none was given) the banner says "not assessed" where no
+        ILD answer was given and "complete" only for a reviewed case, as the report does."""
         from .policy import DEFAULT_POLICY
 
-        reading = Reading(findings=tuple(self._finding_cache(markups)),
-                          lobes=parse_lobes(json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")))
+        assessments = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
+        reading = Reading(findings=tuple(self._finding_cache(markups)), lobes=parse_lobes(assessments))
+        words = None if reader is None else {"reader": reader, "lobes": assessments}
         scores = score_reading(reading, policy or DEFAULT_POLICY)
         if table is None:
             table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", "DPO results")
@@ -471,11 +474,11 @@ class DPOScoringMRMLLogic(MRMLLobes):
             array = vtk.vtkStringArray()
             array.SetName(column)
             table.AddColumn(array)
-        for row in lobe_rows(scores):
+        for row in lobe_rows(scores, words):
             index = table.AddEmptyRow()
             for column, value in enumerate(row):
                 table.SetCellText(index, column, value)
-        table.SetAttribute(BANNER, banner_text(scores))
+        table.SetAttribute(BANNER, banner_text(scores, words))
         return scores, table
 
     # --- saving ------------------------------------------------------------------------------

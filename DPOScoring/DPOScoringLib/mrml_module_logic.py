@@ -158,7 +158,8 @@ class ModuleLogic:
         self.mrml.status_layers(markups)  # the views: one coloured markups node per status
         parameterNode.candidates = markups
         parameterNode.candidatesTable = self.mrml.candidates_table(markups)
-        _scores, parameterNode.resultsTable = self.mrml.update_results(markups, None, self.policyFrom(parameterNode))
+        _scores, parameterNode.resultsTable = self.mrml.update_results(markups, None, self.policyFrom(parameterNode),
+                                                                       parameterNode.readerId or "")
 
     def decide(self, parameterNode, index: int, reader: str, **change) -> None:
         self.mrml.decide(parameterNode.candidates, index, reader or "unknown", autosave=False, **change)
@@ -204,5 +205,5 @@ class ModuleLogic:
         if not parameterNode or not parameterNode.candidates:
             return None
         _scores, table = self.mrml.update_results(parameterNode.candidates, parameterNode.resultsTable,
-                                                  self.policyFrom(parameterNode))
+                                                  self.policyFrom(parameterNode), parameterNode.readerId or "")
         return table.GetAttribute("DPOScoring.Banner")
