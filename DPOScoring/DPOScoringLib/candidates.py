@@ -42,6 +42,7 @@ class DetectionParams:
     contrast_grow_hu: float = 450.0  # with contrast: its extent (above enhanced blood)
     min_lung_fraction: float = 0.5  # share of a structure's voxels inside the lung (bounded by the pleura)
     touch_mm: float = 2.0  # structures this close to the lung are reported, as candidates or as excluded
+    pleural_reach_mm: float = 3.0  # touching the lung with the centre this close to it: a pleural PO (radius <= 2 mm)
     max_volume_mm3: float = 3000.0  # larger structures are bone or mediastinum, not nodules
     hilar_margin_mm: float = 10.0  # candidates this close to trachea/main bronchi are hilar
     airway_lumen_hu: float = -900.0  # lumen air (as airways.py), for calcified cartilage lining an airway
@@ -53,8 +54,9 @@ class DetectionParams:
     fragment_gap_mm: float = 3.0  # pieces this close are fragments of one branching structure
     vessel_elongation: float = 2.0  # with contrast, structures longer than this x their equivalent
     #                                 diameter are vessels unless part of them reaches contrast_seed_hu
-    blood_margin_hu: float = 100.0  # a calcification must exceed the study's brightest blood (99th
-    #                                 percentile of the lung vessels: enhanced blood, sharp-kernel overshoot) by this
+    blood_margin_hu: float = 150.0  # a calcification must exceed the study's brightest blood (95th percentile of
+    #       the medullary lung vessels: enhanced blood, sharp-kernel overshoot) by this: the 95th-to-99th
+    #       percentile spread of enhanced blood on the real contrast CT (143 HU)
 
 
 @dataclass
@@ -310,13 +312,19 @@ class _Detector:
         share = self._in_lung_share(component, lung_local)
         if volume > self.params.max_volume_mm3 and not (self.contrast and share >= 0.5):
             if self._touches_lung(component, lung_local):
-                self._exclude(crop, component, lo, f"bone or mediastinum: a structure of {volume / 1000.0:.1f} ml "
-                                                   "touching the lung (rib, spine, sternum, heart or great vessel)")
+                # a PO on the pleura can blur into a rib touching the lung: the structure's
+                # calcium inside the lung is judged apart from the bone
+                if not self._judge_lung_side(crop, component, lo, lung_local):
+                    self._exclude(crop, component, lo, f"bone or mediastinum: a structure of {volume / 1000.0:.1f} "
+                                                       "ml touching the lung (rib, spine, sternum, heart or great "
+                                                       "vessel)")
             return
-        if share < self.params.min_lung_fraction:
+        if not self._at_lung(component, lung_local, share):
             if self._touches_lung(component, lung_local):
                 self._exclude(crop, component, lo, f"outside the lung: {100.0 * (1.0 - share):.0f} % of it lies "
-                                                   "beyond the lung surface (chest wall, rib, cartilage, mediastinum)")
+                                                   "beyond the lung surface and its centre more than "
+                                                   f"{self.params.pleural_reach_mm:g} mm from it (chest wall, rib, "
+                                                   "cartilage, mediastinum)")
             return
         if self.contrast:
             peak = float(crop[component].max())
@@ -324,22 +332,75 @@ class _Detector:
                 self.vessels_suppressed += 1
                 return
             if _elongation(component, self.spacing_kji) > self.params.vessel_elongation:
-                self._split_enhanced_vessel(crop, component, lo)
+                if not self._judge_pieces(crop, component, lo, self.params.contrast_grow_hu, self.contrast_seed_hu):
+                    self.vessels_suppressed += 1
                 return
         self._keep_or_exclude(crop, component, lo, lung_local)
 
-    def _split_enhanced_vessel(self, crop, component, lo) -> None:
-        """An enhanced vessel (possibly with a calcification on it): what reaches the contrast
-        seed threshold, grown at the contrast grow threshold, is judged on its own."""
-        dense = component & (crop >= self.params.contrast_grow_hu)
+    def _at_lung(self, component: np.ndarray, lung_local: np.ndarray, share: float) -> bool:
+        """Inside the lung: mostly in the lung mask, or touching it with its centre within
+        ``pleural_reach_mm`` of it (a PO on the pleura or in subpleural fibrosis denser than the
+        lung mask reaches; the chest wall, ribs and cartilage lie further out)."""
+        if share >= self.params.min_lung_fraction:
+            return True
+        if not self._touches_lung(component, lung_local):
+            return False
+        centre = np.round(np.argwhere(component).mean(axis=0)).astype(int)
+        lo = np.maximum(centre - np.ceil(self.params.pleural_reach_mm / self.spacing_kji).astype(int) - 1, 0)
+        hi = centre + np.ceil(self.params.pleural_reach_mm / self.spacing_kji).astype(int) + 2
+        near = np.argwhere(lung_local[tuple(slice(a, b) for a, b in zip(lo, hi))])
+        if near.size == 0:
+            return False
+        distance = np.sqrt(((((near + lo) - centre) * self.spacing_kji) ** 2).sum(axis=1)).min()
+        return bool(distance <= self.params.pleural_reach_mm)
+
+    def _judge_lung_side(self, crop, component, lo, lung_local) -> bool:
+        """The pieces of a large structure (bone, mediastinum) that lie inside the lung and reach
+        the seed threshold more than a voxel deep in it are judged on their own (grown by one voxel
+        within the structure). A rib touching the lung has no calcium inside the lung mask but
+        for the mask's edge voxel; a PO fused to it by blur reaches in. True when any piece was
+        judged."""
+        inside = component & lung_local
+        if not (inside & (crop >= self.seed_hu)).any():
+            return False
+        # calcium deeper than one voxel inside the lung: the lung mask's edge may overlap a rib's
+        # cortex by a voxel, a PO reaches further in
+        deep = edt.edt(lung_local, anisotropy=tuple(self.spacing_kji), black_border=False) > float(
+            self.spacing_kji[1:].max())
+        pieces = cc3d.connected_components(inside, connectivity=26)
+        judged = False
+        for piece in np.unique(pieces[inside & deep & (crop >= self.seed_hu)]):
+            part = pieces == piece
+            if part.sum() * self.voxel_mm3 > self.params.max_volume_mm3 or not self._compact(part):
+                continue  # too big for a nodule, or a sliver of the bone's surface
+            box = bounding_box(part, 2)
+            sub = ndimage.binary_dilation(part[box]) & component[box]
+            self._keep_or_exclude(crop[box], sub, np.asarray(lo) + [b.start for b in box], lung_local[box])
+            judged = True
+        return judged
+
+    def _compact(self, part: np.ndarray) -> bool:
+        """A nodule's piece is about as thick as it is long; where a rib touches the lung, the
+        lung mask's edge holds a thin sliver of the rib's surface, much longer than it is thick."""
+        box = bounding_box(part, 1)
+        thickness = 2.0 * float(edt.edt(part[box], anisotropy=tuple(self.spacing_kji)).max())
+        points = np.argwhere(part) * self.spacing_kji
+        length = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) + float(self.spacing_kji.min())
+        return thickness >= 0.5 * length
+
+    def _judge_pieces(self, crop, component, lo, grow_hu: float, seed_hu: float) -> bool:
+        """A structure holding something else (a calcification on an enhanced vessel, a PO
+        blurred into a rib): its pieces at or above ``grow_hu`` that reach ``seed_hu`` are judged
+        on their own when small and at the lung. True when any piece was judged."""
+        dense = component & (crop >= grow_hu)
         pieces = cc3d.connected_components(dense, connectivity=26)
-        seeds = np.unique(pieces[component & (crop >= self.contrast_seed_hu)])
+        seeds = np.unique(pieces[component & (crop >= seed_hu)])
         seeds = seeds[seeds > 0]
-        if seeds.size == 0:
-            self.vessels_suppressed += 1
-            return
-        stats = cc3d.statistics(pieces)
+        judged = False
+        stats = cc3d.statistics(pieces) if seeds.size else None
         for piece in seeds:
+            if stats["voxel_counts"][piece] * self.voxel_mm3 > self.params.max_volume_mm3:
+                continue
             bbox = stats["bounding_boxes"][piece]
             p_lo, p_hi, p_local = self._local([b.start + o for b, o in zip(bbox, lo)],
                                               [b.stop + o for b, o in zip(bbox, lo)], self.margin)
@@ -349,8 +410,11 @@ class _Detector:
             window = tuple(slice(max(r.start, 0), min(r.stop, n)) for r, n in zip(rel, inner.shape))
             target = tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(window, rel))
             sub[target] = inner[window]
-            if sub.sum() * self.voxel_mm3 <= self.params.max_volume_mm3:
-                self._keep_or_exclude(self.ct[p_local], sub, p_lo, self._lung_crop(p_lo, p_hi))
+            piece_lung = self._lung_crop(p_lo, p_hi)
+            if self._at_lung(sub, piece_lung, self._in_lung_share(sub, piece_lung)):
+                self._keep_or_exclude(self.ct[p_local], sub, p_lo, piece_lung)
+                judged = True
+        return judged
 
     def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
         params = self.params
@@ -395,24 +459,12 @@ class _Detector:
 
 def _seeded_structures(run: _Detector, labels: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """(label, seed box low, seed box high) of every structure holding a seed voxel, found from
-    the seed voxels alone (one pass, no per-label statistics over the volume). Structures whose
-    seeds alone exceed ``max_volume_mm3`` are bone, except, in a contrast study, when their seeds
-    lie mostly in the lungs (an enhanced vessel tree, judged piece by piece)."""
+    the seed voxels alone (one pass, no per-label statistics over the volume). Bone is among
+    them: a PO blurred into a rib is found inside it (``_judge_lung_side``)."""
     seeds = np.flatnonzero(run.ct >= run.seed_hu)
     if seeds.size == 0:
         return []
     seed_labels = labels.ravel()[seeds]
-    counts = np.bincount(seed_labels)
-    counts[0] = 0
-    wanted = (counts > 0) & (counts * run.voxel_mm3 <= run.params.max_volume_mm3)
-    if run.contrast:
-        in_lung = np.bincount(seed_labels, weights=run.lungs[run.box].ravel()[seeds] > 0,
-                              minlength=len(counts))
-        wanted |= (counts * run.voxel_mm3 > run.params.max_volume_mm3) & (in_lung >= 0.5 * counts)
-    keep = wanted[seed_labels]
-    seeds, seed_labels = seeds[keep], seed_labels[keep]
-    if seeds.size == 0:
-        return []
     order = np.argsort(seed_labels, kind="stable")
     seeds, seed_labels = seeds[order], seed_labels[order]
     coords = np.stack(np.unravel_index(seeds, labels.shape), axis=1)

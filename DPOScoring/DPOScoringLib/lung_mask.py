@@ -277,7 +277,12 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         near = np.where(local > 0, local, ndimage.maximum_filter(local, size=3))
         result[box] = np.where(hu[box] < AIR_HU, _upsample(near, factor, shape), np.uint8(0))
         del near
-        dense_surface = _upsample(np.where(closing_added[coarse_box], local, np.uint8(0)), factor, shape)
+        # inside the coarse lung (away from its boundary) every full-resolution voxel is lung, whatever
+        # its HU (cyst walls, reticulation, vessels, POs); at the boundary the air threshold decides,
+        # plus what the closing added there
+        interior = (local > 0) & (ndimage.minimum_filter(local, size=3) == local)
+        dense_surface = _upsample(np.where(closing_added[coarse_box] | interior, local, np.uint8(0)), factor, shape)
+        del interior
         airways = _upsample_into(airways, factor, hu.shape, hu)
         zone = _upsample_into(airway_zone, factor, hu.shape)
         carina = None if carina is None else carina * factor[0]

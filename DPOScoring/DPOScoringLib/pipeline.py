@@ -82,7 +82,7 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
     volumes = {"right": round(float((lungs == 1).sum()) * voxel_ml, 1),
                "left": round(float((lungs == 2).sum()) * voxel_ml, 1)}
     fraction = enhanced_fraction(ct.array, lungs)
-    vessel_values = lung_vessel_values(ct.array, lungs, float(np.prod(ct.spacing)))
+    vessel_values = lung_vessel_values(ct.array, lungs, ct.spacing[::-1])
     vessel_share = vessel_enhanced_share(vessel_values)
     if contrast == "auto":
         enhanced = contrast_warning(fraction, vessel_share)
