@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .contrast import VESSEL_ENHANCED_HU
 from .lobes import BY_LABEL, UNASSIGNED
 from .measurements import (
     DENDRIFORM_MAX_THICKNESS_MM,
@@ -31,6 +32,8 @@ from .progress import Progress, ensure_progress
 from .voxel_boxes import bounding_box
 
 LUNG_SIDE = {1: "right", 2: "left"}
+VESSEL_SHIFT_MM = 3.0  # how far an oblique vessel moves in-plane from one slice to the next
+VESSEL_CONTINUES_SHARE = 0.25  # enhanced blood there over this share of the piece's footprint: the vessel goes on
 MEASURE_MARGIN_VOXELS = 4
 
 
@@ -337,6 +340,34 @@ class _Detector:
                 return
         self._keep_or_exclude(crop, component, lo, lung_local)
 
+    def _continues_as_vessel(self, component: np.ndarray, lo) -> bool:
+        """With contrast: an enhanced vessel crossing the slices obliquely falls apart into one
+        compact piece per slice. A piece that is itself elongated, or whose footprint, widened by
+        ``VESSEL_SHIFT_MM``, holds enhanced blood (>= 150 HU) over ``VESSEL_CONTINUES_SHARE`` of its
+        area in the slice above or below, is such a vessel; a calcification ends in lung. (One
+        lying on an enhanced vessel is lost: a stated limit.)"""
+        if _elongation(component, self.spacing_kji) > self.params.vessel_elongation:
+            return True  # itself a stretch of vessel (bright enough over its length to stay whole)
+        slices = np.nonzero(component.any(axis=(1, 2)))[0]
+        radius = np.maximum(np.round(VESSEL_SHIFT_MM / self.spacing_kji[1:]).astype(int), 1)
+        disk = np.ones(tuple(2 * radius + 1), dtype=bool)
+        for k_piece, k_next in ((slices[-1], slices[-1] + 1), (slices[0], slices[0] - 1)):
+            k_abs = k_next + lo[0]
+            if not 0 <= k_abs < self.ct.shape[0]:
+                continue
+            rows, cols = np.nonzero(component[k_piece])
+            rows, cols = rows + lo[1], cols + lo[2]
+            r0, c0 = max(rows.min() - radius[0], 0), max(cols.min() - radius[1], 0)
+            r1 = min(rows.max() + radius[0] + 1, self.ct.shape[1])
+            c1 = min(cols.max() + radius[1] + 1, self.ct.shape[2])
+            near = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+            near[rows - r0, cols - c0] = True
+            near = ndimage.binary_dilation(near, structure=disk)
+            window = self.ct[k_abs, r0:r1, c0:c1]
+            if int((near & (window >= VESSEL_ENHANCED_HU)).sum()) >= VESSEL_CONTINUES_SHARE * rows.size:
+                return True
+        return False
+
     def _at_lung(self, component: np.ndarray, lung_local: np.ndarray, share: float) -> bool:
         """Inside the lung: mostly in the lung mask, or touching it with its centre within
         ``pleural_reach_mm`` of it (a PO on the pleura or in subpleural fibrosis denser than the
@@ -418,6 +449,9 @@ class _Detector:
 
     def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
         params = self.params
+        if self.contrast and self._continues_as_vessel(component, lo):
+            self.vessels_suppressed += 1
+            return
         lung_fraction = self._in_lung_share(component, lung_local)
         inner = bounding_box(component, MEASURE_MARGIN_VOXELS)  # measuring needs only a thin margin
         crop, component = crop[inner], component[inner]
