@@ -22,6 +22,7 @@ MAX_CROSS_SECTION_MM2 = 1200.0
 MAIN_BRONCHUS_MM = 30.0
 TISSUE_RING_FRACTION = 0.6
 MIN_TRACHEA_LENGTH_MM = 20.0
+CROPPED_EDGE_SHARE = 0.2  # body along this share of a side edge of the slice: the field of view cuts the chest
 
 
 @dataclass
@@ -71,6 +72,9 @@ def _find_trachea_seed(hu, inside_body, spacing):
             continue
         cols = np.nonzero(body.any(axis=0))[0]
         mid, half = (cols[0] + cols[-1]) / 2.0, (cols[-1] - cols[0]) / 2.0
+        # a field of view cropped through the chest cuts the body at a side of the image: its
+        # midline is unknown there, and the trachea may be cut by the image edge
+        cropped = body[:, 0].mean() > CROPPED_EDGE_SHARE or body[:, -1].mean() > CROPPED_EDGE_SHARE
         labels, n = _components_2d((hu[k] < LUMEN_HU) & body)
         best, best_score = None, 0.0
         for label in range(1, n + 1):
@@ -79,10 +83,12 @@ def _find_trachea_seed(hu, inside_body, spacing):
             if not TRACHEA_AREA_MM2[0] <= area <= TRACHEA_AREA_MM2[1]:
                 continue
             centre_col = np.nonzero(component.any(axis=0))[0].mean()
-            if abs(centre_col - mid) > 0.25 * half:
+            if not cropped and abs(centre_col - mid) > 0.25 * half:
                 continue
             score = _circularity(component, pixel_area, pixel)
-            if score > best_score and score > 0.45 and _surrounded_by_tissue(hu[k], component, pixel):
+            at_edge = cropped and (component[:, 0].any() or component[:, -1].any())
+            needed = 0.45 / 2.0 if at_edge else 0.45  # cut by the image edge: about half a circle
+            if score > best_score and score > needed and _surrounded_by_tissue(hu[k], component, pixel):
                 best, best_score = component, score
         if best is not None:
             return k, best
