@@ -326,6 +326,7 @@ def finish_phantom(canvas, geo, spec, lobes, lungs, findings, distractors, cysts
     arrays, origin, direction = [ct_array, lobes, lungs], canvas.origin.copy(), None
     if spec.crop:
         arrays, origin, kept = _crop(arrays, origin, spec, geo, findings)
+        cysts = [c for c in cysts if kept[0] <= c.centre[0] <= kept[1]]
         scanner["crop_x_mm"] = [round(float(v), 2) for v in kept]
     if spec.posture == "prone":
         arrays, origin, direction = prone_flip(arrays, origin, spec.spacing)
@@ -333,6 +334,9 @@ def finish_phantom(canvas, geo, spec, lobes, lungs, findings, distractors, cysts
     origin = origin + offset
     for item in findings + distractors:
         item["lps"] = [round(float(v) + float(o), 3) for v, o in zip(item["lps"], offset)]
+        for seg in item.get("segments", []):
+            seg["p0"], seg["p1"] = ([round(float(v) + float(o), 3) for v, o in zip(seg[key], offset)]
+                                    for key in ("p0", "p1"))
     ct_array, lobes, lungs = arrays
 
     def to_image(array):

@@ -254,8 +254,10 @@ def paper_findings(canvas, geo, spec, parenchyma, lobes, segments, cysts) -> lis
             ends = [np.array(p) for s in tree for p in (s.p0, s.p1)]
             if all(placer.clear(p, 1.0) for p in ends):
                 placer.taken.append((centre, 10.0))
+                segments = [{"p0": [round(float(v), 3) for v in seg.p0], "p1": [round(float(v), 3) for v in seg.p1],
+                             "radius_mm": seg.radius} for seg in tree]
                 record("dendriform", centre, 20.0, 900.0, lambda c, t=tree: _paint_dendriform(canvas, c, t),
-                       placement="reticulation")
+                       placement="reticulation", segments=segments)
                 break
     return findings
 
