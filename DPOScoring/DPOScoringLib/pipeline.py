@@ -104,4 +104,25 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
         lps_of=geometry.ijk_to_lps,
         ijk_of=lambda index: ct.original.lps_to_ijk(geometry.ijk_to_lps(index)),
         progress=progress.sub(0.6, 1.0))
+    if not ct.contiguous:
+        warnings += _dendriform_across_gaps(result, ct)
     return DetectionRun(ct, lungs, lobes, result, warnings, sources, volumes)
+
+
+def _dendriform_across_gaps(result: DetectionResult, ct: CTVolume) -> list[str]:
+    """Dendriform means branching over contiguous slices (spec section 3): a structure that
+    spans a slice gap cannot be judged so, and is shown as nodular for the reader to judge."""
+    runs = ct.contiguous_runs()
+    changed = []
+    for candidate in result.candidates:
+        if candidate.kind != "dendriform":
+            continue
+        k = ct.geometry.lps_to_ijk(candidate.lps)[2]
+        low, high = k - candidate.slices / 2.0, k + candidate.slices / 2.0
+        if not any(first - 0.5 <= low and high <= last + 0.5 for first, last in runs):
+            candidate.kind = "nodular"
+            changed.append(candidate.id)
+    if not changed:
+        return []
+    return [f"slice gaps: {', '.join(changed)} span a gap between slices, so branching over contiguous "
+            "slices (dendriform) cannot be judged; shown as nodular for the reader to decide"]
