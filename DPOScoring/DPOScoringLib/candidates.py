@@ -22,9 +22,9 @@ from scipy.spatial import cKDTree
 from .contrast import VESSEL_ENHANCED_HU
 from .lobes import BY_LABEL, UNASSIGNED
 from .measurements import (
-    DENDRIFORM_MAX_THICKNESS_MM,
     DENDRIFORM_MIN_EXTENT_MM,
     DENDRIFORM_MIN_SLICES,
+    branches_off_axis,
     measure_candidate,
 )
 from .pleura_geometry import LungGeometry
@@ -187,18 +187,13 @@ def _linked_groups(regions_mm: list[np.ndarray], eligible: list[int], gap_mm: fl
 
 
 def _pieces_branch(points_mm: np.ndarray, spacing_kji: np.ndarray, extent_mm: float) -> bool:
-    """Do pieces together form a branching structure of dendriform size over contiguous slices?
-    Branching: some of them stand off the line through the group (its principal axis) by more
-    than the radius of a dendriform branch (half ``DENDRIFORM_MAX_THICKNESS_MM``): a side branch,
-    not a row of beads. Pieces of a straight line do not branch."""
+    """Do pieces together form a branching structure (``branches_off_axis``: a side branch, not
+    a row of beads) of dendriform size over contiguous slices?"""
     if extent_mm < DENDRIFORM_MIN_EXTENT_MM:
         return False
     if len(np.unique(np.round(points_mm[:, 0] / spacing_kji[0]))) < DENDRIFORM_MIN_SLICES:
         return False
-    centred = points_mm - points_mm.mean(axis=0)
-    axis = np.linalg.eigh(np.cov(centred.T))[1][:, -1]
-    off_axis = np.linalg.norm(centred - np.outer(centred @ axis, axis), axis=1)
-    return float(off_axis.max()) > 0.5 * DENDRIFORM_MAX_THICKNESS_MM
+    return branches_off_axis(points_mm)
 
 
 def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.ndarray],
@@ -248,8 +243,11 @@ class _Detector:
         self.offset = np.array([s.start for s in self.box])
         self.ct = hu[self.box]
         self.geometry = LungGeometry(lungs, spacing)
-        self.airway_tree = (cKDTree(np.argwhere(airways) * self.spacing_kji)
-                            if airways is not None and airways.any() else None)
+        self.airway_tree = None
+        if airways is not None and airways.any():
+            airway_box = bounding_box(airways)
+            points = np.argwhere(airways[airway_box]) + [b.start for b in airway_box]
+            self.airway_tree = cKDTree(points * self.spacing_kji)
         self.candidates: list[Candidate] = []
         self.excluded: list[dict] = []
         self.regions_mm: list[np.ndarray] = []
@@ -314,7 +312,7 @@ class _Detector:
         volume = float(component.sum()) * self.voxel_mm3
         share = self._in_lung_share(component, lung_local)
         if volume > self.params.max_volume_mm3 and not (self.contrast and share >= 0.5):
-            if self._touches_lung(component, lung_local):
+            if share > 0.0:  # bone or mediastinum against the lung (no distance map on such a large crop)
                 # a PO on the pleura can blur into a rib touching the lung: the structure's
                 # calcium inside the lung is judged apart from the bone
                 if not self._judge_lung_side(crop, component, lo, lung_local):

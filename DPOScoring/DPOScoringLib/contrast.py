@@ -77,8 +77,10 @@ def lung_vessel_values(hu: np.ndarray, lung_labels: np.ndarray, spacing_kji) -> 
     lungs = lung_labels > 0
     if not lungs.any():
         return np.zeros(0, dtype=hu.dtype)
-    box = bounding_box(lungs)
-    inner = edt.edt(lungs[box], anisotropy=tuple(float(v) for v in spacing_kji), black_border=True) > VESSEL_DEPTH_MM
+    # every other voxel in each direction: a sample (one eighth) is ample for percentiles
+    box = tuple(slice(b.start, b.stop, 2) for b in bounding_box(lungs))
+    spacing_kji = tuple(2.0 * float(v) for v in spacing_kji)
+    inner = edt.edt(lungs[box], anisotropy=spacing_kji, black_border=True) > VESSEL_DEPTH_MM
     local = hu[box]
     trees = cc3d.connected_components(inner & (local >= VESSEL_TREE_HU), connectivity=26)
     sizes = np.bincount(trees.ravel())

@@ -92,8 +92,9 @@ def _lung_like(labels: np.ndarray, hu: np.ndarray, label_ids, voxel_ml: float) -
     ids = np.asarray(label_ids, dtype=np.int64)
     if ids.size == 0:
         return []
-    counts = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)
-    sums = np.bincount(labels.ravel(), weights=np.maximum(hu, -1024).ravel(), minlength=len(counts))
+    sample = labels[::2, ::2, ::2].ravel()  # one voxel in eight: ample for a mean HU and a volume
+    counts = 8 * np.bincount(sample, minlength=int(ids.max()) + 1)
+    sums = 8 * np.bincount(sample, weights=np.maximum(hu[::2, ::2, ::2], -1024).ravel(), minlength=len(counts))
     means = sums / np.maximum(counts, 1)
     return [int(label) for label in ids
             if counts[label] * voxel_ml >= MIN_COMPONENT_ML and means[label] > GAS_MEAN_HU]

@@ -2,9 +2,11 @@
 section 3), volume, HU, centre, slices, thickness and shape (nodular / dendriform / large).
 
 Shape (spec section 3: "dendriform (branching structure on contiguous slices)"): dendriform when
-branching (a junction in its 3-D skeleton), thin (< 4 mm thick), at least 10 mm long and over at
-least three contiguous slices. A straight or curved line without a branch stays nodular, however
-long: at thick slices, where branches blur into a line, the reader decides.
+branching (a junction in its 3-D skeleton, or, where thick slices blur a side branch into the
+trunk, part of it, followed down to a quarter of its height, standing off its axis by more than a
+branch's radius), thin (< 4 mm thick), at
+least 10 mm long and over at least three contiguous slices. A straight line without a branch stays
+nodular, however long.
 
 Sizes are measured at half maximum: the boundary is the contour where the CT value crosses
 halfway between the local background (median of a shell around the finding) and its peak. This
@@ -76,6 +78,29 @@ def axial_diameters(values2d: np.ndarray, level: float, region2d: np.ndarray, ba
     return long_axis, float(projection.max() - projection.min())
 
 
+def branches_off_axis(points_mm: np.ndarray) -> bool:
+    """Branching seen as shape when the skeleton cannot show it (thick slices blur a side branch
+    into the trunk, or the branches broke into pieces): some of the structure stands off the line
+    through it (its principal axis) by more than a dendriform branch's radius (half
+    ``DENDRIFORM_MAX_THICKNESS_MM``). A straight rod stays within its radius of its axis."""
+    if len(points_mm) < 4:
+        return False
+    centred = points_mm - points_mm.mean(axis=0)
+    axis = np.linalg.eigh(np.cov(centred.T))[1][:, -1]
+    off_axis = np.linalg.norm(centred - np.outer(centred @ axis, axis), axis=1)
+    return float(off_axis.max()) > 0.5 * DENDRIFORM_MAX_THICKNESS_MM
+
+
+def _faint_extent(values: np.ndarray, component: np.ndarray, peak_index, background: float,
+                  peak: float) -> np.ndarray:
+    """The structure down to a quarter of its height above the background, near it (within 3
+    voxels): thin branches that partial volume (thick slices) keeps below the half maximum."""
+    level = background + 0.25 * (peak - background)
+    near = ndimage.binary_dilation(component, iterations=3)
+    labels = cc3d.connected_components((values >= level) & near, connectivity=26)
+    return labels == labels[peak_index] if labels[peak_index] else component
+
+
 def skeleton_branch_points(region: np.ndarray) -> int:
     """Number of junctions in the 3-D skeleton of a region (0 for a blob, a rod or a curve)."""
     skeleton = morphology.skeletonize(region)
@@ -118,7 +143,8 @@ def measure_candidate(crop: np.ndarray, component: np.ndarray, spacing) -> Measu
     branches = skeleton_branch_points(region) if long_enough else 0
     thickness = (2.0 * float(edt.edt(np.pad(region, 1), anisotropy=tuple(spacing_kji)).max())
                  if long_enough else min(best[1], extent))
-    branching = branches >= 1
+    branching = branches >= 1 or (long_enough and branches_off_axis(
+        np.argwhere(_faint_extent(values, component, peak_index, background, peak)) * spacing_kji))
     if (branching and extent >= DENDRIFORM_MIN_EXTENT_MM and slices >= DENDRIFORM_MIN_SLICES
             and thickness < DENDRIFORM_MAX_THICKNESS_MM):
         kind = "dendriform"
