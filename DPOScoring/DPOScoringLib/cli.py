@@ -159,8 +159,14 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
 
     refuse_existing(args.out, args.force)
     ct = load_ct(args.ct)
+    lungs = None
+    if args.lungs:
+        from .label_maps import LUNG_VALUES, load_label_map
+
+        lungs = load_label_map(args.lungs, ct, "--lungs", LUNG_VALUES)
     result = compute_lobes(ct, args.method, args.source, args.weights, args.points, args.device,
-                           args.numbering, progress=Progress(_stderr_progress(args.quiet)))
+                           args.numbering, lungs=lungs, progress=Progress(_stderr_progress(args.quiet)),
+                           download=True if args.download_weights else None)
     write_lobes(args.out, result.lobes, ct, overwrite=args.force)
     if args.points_out and result.points:
         save_points(args.points_out, result.points, overwrite=args.force)
@@ -169,6 +175,10 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     volumes = result.volumes_ml(ct.spacing)
     print("lobe volumes (ml): " + ", ".join(f"{code} {volume:g}" for code, volume in volumes.items()),
           file=sys.stderr)
+    confidence = result.fissure_confidence()
+    if confidence:
+        print("fissures supported by the image: " + ", ".join(f"{name} {share:.0%}" for name, share in
+                                                              confidence.items()), file=sys.stderr)
     print(f"lobes ({result.method}) written to {args.out}", file=sys.stderr)
     return 0
 
@@ -237,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     lobes.add_argument("--numbering", choices=("auto", "dpo"), default="auto",
                        help="label values 1-5 are lungmask's unless 'dpo'")
     lobes.add_argument("--weights", metavar="DIR", help="folder holding lungmask's weight files")
+    lobes.add_argument("--download-weights", action="store_true",
+                       help="lungmask: download missing weights into torch's cache (also DPO_LUNGMASK_DOWNLOAD=1)")
+    lobes.add_argument("--lungs", metavar="LABELMAP", help="fissures: lung label map (1 right, 2 left) to use "
+                       "instead of the built-in lung mask")
     lobes.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     lobes.add_argument("--points", metavar="JSON", help="fissure control points (dpo-fissure-points/1)")
     lobes.add_argument("--points-out", metavar="JSON", help="write the control points used")
