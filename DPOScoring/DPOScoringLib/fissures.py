@@ -154,7 +154,7 @@ def assign_lobes(lungs: np.ndarray, geometry, points: dict[str, np.ndarray],
 def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
                  new_points: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
     """The lobes after the reader moved fissure points: only the voxels between each moved
-    surface's old and new position (plus one slice) are relabelled, in place. Returns (lobes,
+    surface's old and new position are relabelled, in place. Returns (lobes,
     number of voxels looked at). The result equals ``assign_lobes(lungs, geometry, new_points)``
     when ``lobes`` was computed from ``old_points``."""
     changed = [name for name in FISSURES if name in new_points and
@@ -179,15 +179,16 @@ def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dic
         for n in moved:
             before = (_height_map(old_points[n], geometry, lungs.shape) if n in old_points
                       else np.full(lungs.shape[1:], -1.0, dtype=np.float32))
-            differs = np.abs(before - new_heights[n]) > 1e-3
+            differs = before != new_heights[n]
             low = np.where(differs, np.minimum(low, np.minimum(before, new_heights[n])), low)
             high = np.where(differs, np.maximum(high, np.maximum(before, new_heights[n])), high)
         if not np.isfinite(high).any():
             continue
-        k_low = max(int(np.floor(low[np.isfinite(low)].min())) - 1, 0)
-        k_high = min(int(np.ceil(high[np.isfinite(high)].max())) + 1, nk - 1)
+        # a voxel's side of a surface h changes only for slices k with min(h) <= k < max(h)
+        k_low = max(int(np.ceil(low[np.isfinite(low)].min())), 0)
+        k_high = min(int(np.ceil(high[np.isfinite(high)].max())) - 1, nk - 1)
         for k in range(k_low, k_high + 1):
-            band = (low - 1 <= k) & (k <= high + 1)
+            band = (low <= k) & (k < high)
             if not band.any():
                 continue
             rows, cols = np.nonzero(band & (lungs[k] == side))
