@@ -182,21 +182,22 @@ def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dic
             differs = before != new_heights[n]
             low = np.where(differs, np.minimum(low, np.minimum(before, new_heights[n])), low)
             high = np.where(differs, np.maximum(high, np.maximum(before, new_heights[n])), high)
-        if not np.isfinite(high).any():
-            continue
         # a voxel's side of a surface h changes only for slices k with min(h) <= k < max(h)
-        k_low = max(int(np.ceil(low[np.isfinite(low)].min())), 0)
-        k_high = min(int(np.ceil(high[np.isfinite(high)].max())) - 1, nk - 1)
-        for k in range(k_low, k_high + 1):
-            band = (low <= k) & (k < high)
-            if not band.any():
-                continue
-            rows, cols = np.nonzero(band & (lungs[k] == side))
-            if rows.size == 0:
-                continue
-            touched += rows.size
-            column_heights = {n: new_heights[n][rows, cols] for n in names}
-            lobes[k, rows, cols] = _label_columns(k, column_heights, side)
+        first = np.ceil(np.where(np.isfinite(low), low, 0.0))
+        last = np.ceil(np.where(np.isfinite(high), high, 0.0))
+        rows, cols = np.nonzero(last > first)
+        counts = (last - first)[rows, cols].astype(np.int64)
+        if counts.size == 0:
+            continue
+        jj, ii = np.repeat(rows, counts), np.repeat(cols, counts)
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        kk = np.repeat(first[rows, cols].astype(np.int64), counts) + offsets
+        keep = (kk >= 0) & (kk < nk)
+        kk, jj, ii = kk[keep], jj[keep], ii[keep]
+        keep = lungs[kk, jj, ii] == side
+        kk, jj, ii = kk[keep], jj[keep], ii[keep]
+        touched += kk.size
+        lobes[kk, jj, ii] = _label_columns(kk, {n: new_heights[n][jj, ii] for n in names}, side)
     return lobes, touched
 
 
