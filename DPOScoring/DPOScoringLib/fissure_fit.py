@@ -40,6 +40,8 @@ CELL_MM = 4.0
 WINDOWS_MM = (40.0, 40.0, 20.0, 8.0)
 SMOOTH_MM = (16.0, 16.0, 10.0, 7.0)
 ANGLES_DEG = (90.0, 90.0, 45.0, 30.0)
+INCLINATIONS_DEG = tuple(range(15, 76, 5))
+OFFSETS_MM = tuple(range(-40, 41, 4))
 FLAT_FIRST_WINDOW_MM = 60.0  # the horizontal fissure's height varies most between people
 MAX_ANGLE_DEG = 30.0
 OBLIQUE_MAX_NX = 0.6
@@ -140,9 +142,45 @@ def orientation_ok(name: str, normals: np.ndarray) -> np.ndarray:
     return np.abs(normals[:, 2]) >= HORIZONTAL_MIN_NZ
 
 
+def best_inclination(template: np.ndarray, evidence: FissureEvidence) -> tuple[np.ndarray, float] | None:
+    """An oblique fissure's inclination varies most between people and is the template's least
+    known parameter: planes through the template's centre tilted ``INCLINATIONS_DEG`` and moved
+    ``OFFSETS_MM`` up or down are scored by the evidence lying on them (within ``SUPPORT_MM``, normal
+    within ``MAX_ANGLE_DEG``); the best plane, as control points, if it beats the template's own."""
+    if len(evidence) == 0:
+        return None
+    pts = np.asarray(template, dtype=float)
+    centre = pts.mean(axis=0)
+    x, y, z = evidence.points.T
+    best, best_score = None, 0.0
+    template_slope = np.polyfit(pts[:, 1], pts[:, 2], 1)[0]
+    for slope in [template_slope] + [np.tan(np.radians(a)) for a in INCLINATIONS_DEG]:
+        norm = np.sqrt(1.0 + slope ** 2)
+        cosine = np.abs(evidence.normals[:, 2] - slope * evidence.normals[:, 1]) / norm
+        aligned = cosine >= np.cos(np.radians(MAX_ANGLE_DEG))
+        residual = ((z - centre[2] - slope * (y - centre[1])) / norm)[aligned]
+        strength = evidence.strength[aligned]
+        for offset in OFFSETS_MM:
+            score = float(strength[np.abs(residual - offset / norm) < SUPPORT_MM].sum())
+            if best is None or score > best_score:
+                best, best_score = (slope, offset), score
+    slope, offset = best
+    if slope == template_slope and offset == 0.0:
+        return None
+    plane = pts.copy()
+    plane[:, 2] = centre[2] + offset + slope * (pts[:, 1] - centre[1])
+    return plane, float(np.degrees(np.arctan(slope)))
+
+
 def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid: _Grid) -> FissureFit:
     evidence = evidence.subset(orientation_ok(name, evidence.normals))
-    base = FissureSurface(name, np.asarray(template, dtype=float)).height(grid.xx, grid.yy)
+    template = np.asarray(template, dtype=float)
+    start = template
+    if name in ("RO", "LO"):
+        found = best_inclination(template, evidence)
+        if found is not None:
+            start = found[0]
+    base = FissureSurface(name, start).height(grid.xx, grid.yy)
     inside = grid.present & (base > grid.low) & (base < grid.high)
     surface = base.copy()
     cos_max = np.cos(np.radians(MAX_ANGLE_DEG))
@@ -189,7 +227,7 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
     if confidence < MIN_CONFIDENCE:
         fallback = True  # what was fitted is not the fissure seen: the template is the better guess
     if fallback:
-        surface = base
+        surface = FissureSurface(name, template).height(grid.xx, grid.yy)
     xs = grid.x[grid.present.any(axis=0)]
     ys = grid.y[grid.present.any(axis=1)]
     gx, gy = np.meshgrid(np.linspace(xs.min(), xs.max(), OUTPUT_GRID), np.linspace(ys.min(), ys.max(), OUTPUT_GRID))
