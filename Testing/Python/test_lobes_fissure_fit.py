@@ -139,3 +139,31 @@ def test_real_ct_fissure_distances_are_reported_per_fissure():
     assert all(item["points"] >= 20 and item["median_mm"] <= item["p90_mm"] for item in summary.values())
     assert set(result.fissure_confidence()) == set(FISSURES)
     assert result.provenance["landmarks"]["carina"].startswith("airway tracker")
+
+
+def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, fitted_phantom):
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk
+
+    phantom = fitted_phantom[0]
+    ct_path, lungs_path = tmp_path / "ct.nrrd", tmp_path / "lungs.nrrd"
+    sitk.WriteImage(phantom.image(), str(ct_path))
+    lungs_image = sitk.GetImageFromArray(phantom.lungs)
+    lungs_image.CopyInformation(phantom.image())
+    sitk.WriteImage(lungs_image, str(lungs_path))
+    out = tmp_path / "lobes.nrrd"
+    run = subprocess.run([sys.executable, "-m", "DPOScoringLib", "lobes", str(ct_path), "--lungs", str(lungs_path),
+                          "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "fissures supported by the image: RO" in run.stderr
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert np.array_equal(written > 0, phantom.lungs > 0)  # the given lungs, not a lung mask of its own
+    small = tmp_path / "small.nrrd"
+    sitk.WriteImage(lungs_image[:-4, :, :], str(small))
+    refused = tmp_path / "refused.nrrd"
+    run = subprocess.run([sys.executable, "-m", "DPOScoringLib", "lobes", str(ct_path), "--lungs", str(small),
+                          "--out", str(refused), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--lungs" in run.stderr and "Traceback" not in run.stderr
+    assert not refused.exists()
