@@ -62,12 +62,13 @@ def _real_figure(ct, template, fitted, annotation, out: Path):
 
     g = ct.geometry
     planes = (-120.0, -90.0, 90.0, 115.0)
-    fig, axes = plt.subplots(1, len(planes), figsize=(16, 4.6), dpi=55)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9), dpi=60)
+    axes = axes.ravel()
     for ax, x in zip(axes, planes):
         i = int(round((x - g.origin[0]) / g.spacing[0]))
         img = ndimage.zoom(ct.array[:, :, i - 1:i + 2].mean(axis=2), (g.spacing[2], g.spacing[1]), order=1)
         extent = [g.origin[1], g.origin[1] + img.shape[1], g.origin[2], g.origin[2] + img.shape[0]]
-        ax.imshow(img, cmap="gray", vmin=-950, vmax=-600, origin="lower", extent=extent)
+        ax.imshow(img, cmap="gray", vmin=-1000, vmax=-500, origin="lower", extent=extent)
         ys = np.linspace(-70, 170, 200)
         names = ("RO", "RH") if x < 0 else ("LO", "LG")
         for name in names:
@@ -113,7 +114,7 @@ def _phantom_figure(phantom, template, fitted, out: Path):
     from DPOScoringLib.fissures import FissureSurface
 
     g = phantom.geometry
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), dpi=55)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), dpi=60)
     for ax, x in zip(axes, (-70.0, 70.0)):
         i = int(round((x - g.origin[0]) / g.spacing[0]))
         extent = [g.origin[1], g.origin[1] + g.size[1] * g.spacing[1],
