@@ -20,6 +20,11 @@ Lassen et al., IEEE TMI 2013, who add the sheet's orientation). This module foll
    both by ``MIN_CONTRAST_HU``. The side test rejects the surfaces of masses, vessels' walls and
    consolidations (a step edge, not a line), which the eigenvalues alone do not.
 
+4. Evidence points are joined into sheets (neighbours within ``SHEET_LINK_MM`` whose normals
+   agree within ~32 degrees) and sheets of fewer than ``MIN_SHEET_POINTS`` points (~35 mm^2) are
+   dropped: a fissure is a large continuous sheet, the walls of vessels and noise give small
+   fragments (the grouping step of van Rikxoort et al. 2009 and Lassen et al. 2013).
+
 Each evidence point carries its position (LPS mm), the sheet's unit normal and its strength; the
 surface fitting (``fissure_fit.py``) picks from them what agrees with each fissure.
 """
@@ -45,6 +50,9 @@ MIN_CONTRAST_HU = 12.0
 MAX_RATIO = 0.4        # |l2|, |l1| at most this share of |l3|: a sheet, not a tube or a blob
 CENTRE_MAX_HU = -450.0  # a fissure line stays far below soft tissue at these resolutions
 MAX_POINTS = 400_000
+SHEET_LINK_MM = 2.3     # neighbours on the 1.5 mm grid, diagonals included
+SHEET_MIN_DOT = 0.85    # normals within ~32 degrees
+MIN_SHEET_POINTS = 15
 
 
 @dataclass
@@ -140,5 +148,25 @@ def find_fissure_evidence(hu: np.ndarray, lungs: np.ndarray, geometry, progress:
     normal_xyz = np.array(geometry.direction).reshape(3, 3) @ normal_zyx[:, ::-1].T
     normal_xyz = normal_xyz.T
     normal_xyz *= np.where(normal_xyz[:, 2:3] < 0, -1.0, 1.0)
-    progress.step(1.0, f"fissure filter: {len(lps)} evidence points")
-    return FissureEvidence(lps, normal_xyz, strength.astype(np.float32), lung.astype(np.uint8), grid_mm)
+    evidence = FissureEvidence(lps, normal_xyz, strength.astype(np.float32), lung.astype(np.uint8), grid_mm)
+    evidence = keep_large_sheets(evidence)
+    progress.step(1.0, f"fissure filter: {len(evidence)} evidence points")
+    return evidence
+
+
+def keep_large_sheets(evidence: FissureEvidence, min_points: int = MIN_SHEET_POINTS) -> FissureEvidence:
+    """Only evidence points in connected sheets of at least ``min_points`` points."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(evidence)
+    if n == 0:
+        return evidence
+    pairs = cKDTree(evidence.points).query_pairs(SHEET_LINK_MM, output_type="ndarray")
+    if len(pairs):
+        agree = np.abs((evidence.normals[pairs[:, 0]] * evidence.normals[pairs[:, 1]]).sum(axis=1)) > SHEET_MIN_DOT
+        pairs = pairs[agree]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return evidence.subset(np.bincount(labels)[labels] >= min_points)
