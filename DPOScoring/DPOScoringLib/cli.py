@@ -179,8 +179,14 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
         check_output_file(args.points_out, args.force)
     ct = load_ct(args.ct)
     check_output_file(args.out, args.force, expected_label_map_bytes(ct.array.size))
+    lungs = None
+    if args.lungs:
+        from .label_maps import LUNG_VALUES, load_label_map
+
+        lungs = load_label_map(args.lungs, ct, "--lungs", LUNG_VALUES)
     result = compute_lobes(ct, args.method, args.source, args.weights, args.points, args.device,
-                           args.numbering, progress=Progress(_stderr_progress(args.quiet)))
+                           args.numbering, lungs=lungs, progress=Progress(_stderr_progress(args.quiet)),
+                           download=True if args.download_weights else None)
     write_lobes(args.out, result.lobes, ct, overwrite=args.force)
     if args.points_out and result.points:
         save_points(args.points_out, result.points, overwrite=args.force)
@@ -189,6 +195,10 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     volumes = result.volumes_ml(ct.spacing)
     print("lobe volumes (ml): " + ", ".join(f"{code} {volume:g}" for code, volume in volumes.items()),
           file=sys.stderr)
+    confidence = result.fissure_confidence()
+    if confidence:
+        print("fissures supported by the image: " + ", ".join(f"{name} {share:.0%}" for name, share in
+                                                              confidence.items()), file=sys.stderr)
     print(f"lobes ({result.method}) written to {args.out}", file=sys.stderr)
     return 0
 
@@ -281,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "LTRCLobes numbering (1 LUL with lingula, 2 LLL, 3 RUL, 4 RML, 5 RLL); dpo = as this "
                             "tool's numbering with the lingula (6) absent (default: %(default)s)")
     lobes.add_argument("--weights", metavar="DIR", help=WEIGHTS_HELP + " (only with --method lungmask)")
+    lobes.add_argument("--download-weights", action="store_true",
+                       help="lungmask: download missing weights into torch's cache (also DPO_LUNGMASK_DOWNLOAD=1)")
+    lobes.add_argument("--lungs", metavar="LABELMAP", help="fissures: lung label map (1 right, 2 left) to use "
+                       "instead of the built-in lung mask")
     lobes.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                        help="where lungmask runs: auto = a GPU when torch sees one, else the CPU; cpu; gpu "
                             "(default: %(default)s)")

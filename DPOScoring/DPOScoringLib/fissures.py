@@ -7,10 +7,11 @@ lower lobe, and the lingular boundary (LG) the lingula from the upper division o
 lobe. A lung voxel below RO is RLL, else below RH RML, else RUL; on the left, below LO LLL, else
 below LG LING, else LUL. The reader moves or adds points and the lobes are recomputed.
 
-Default points come from the lung's shape (typical anatomy, zero clicks): the oblique fissures run
-from 70 % of the lung's height at its back to 25 % at its front, the horizontal fissure lies flat
-at 58 %, the lingular boundary from 50 % at the back to 62 % at the front. Points can also be taken from an
-existing lobe label map (for example a lungmask result) with ``points_from_labels``.
+Default points come from the image: an anatomical template through landmarks
+(``fissure_template.py``) fitted to fissure evidence (``fissure_enhancement.py``,
+``fissure_fit.py``); ``default_points`` is the template alone. Points can also be taken from an
+existing lobe label map (for example a lungmask result) with ``points_from_labels``. After the
+reader moves points, ``update_lobes`` relabels only the voxels between the old and the new surface.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ FISSURE_NAMES = {"RO": "right oblique fissure", "RH": "right horizontal fissure"
                  "LO": "left oblique fissure", "LG": "lingular boundary"}
 FISSURE_LUNG = {"RO": 1, "RH": 1, "LO": 2, "LG": 2}
 POINTS_SCHEMA = "dpo-fissure-points/1"
-# default heights as fractions of the lung's z range: (back, front) for the row of points at the
-# lung's posterior and anterior ends
-DEFAULT_HEIGHTS = {"RO": (0.70, 0.25), "RH": (0.58, 0.58), "LO": (0.70, 0.25), "LG": (0.50, 0.62)}
 EVALUATION_STEP_MM = 3.0
 
 
@@ -56,35 +54,14 @@ class FissureSurface:
         return self._spline(xy).reshape(np.shape(x))
 
 
-def _lung_extent(lungs: np.ndarray, label: int, geometry) -> dict | None:
-    """x/y/z ranges (mm) of one lung, from its voxels."""
-    sample = lungs[::2, ::2, ::2] == label
-    if not sample.any():
-        return None
-    k, j, i = np.nonzero(sample)
-    ijk = np.stack([i * 2, j * 2, k * 2], axis=1).astype(float)
-    lps = np.array([geometry.ijk_to_lps(p) for p in ijk[:: max(len(ijk) // 4000, 1)]])
-    return {"x": (lps[:, 0].min(), lps[:, 0].max()), "y": (lps[:, 1].min(), lps[:, 1].max()),
-            "z": (lps[:, 2].min(), lps[:, 2].max())}
+def default_points(lungs: np.ndarray, geometry, hu: np.ndarray | None = None,
+                   carina_slice: int | None = None) -> dict[str, np.ndarray]:
+    """A 3 x 3 grid of control points per fissure: the anatomical template of
+    ``fissure_template.py`` (landmarks: carina, lung extents, anterior base), without image
+    evidence. Without ``hu`` or ``carina_slice`` the carina is estimated from the diaphragm dome."""
+    from .fissure_template import find_landmarks, template_points
 
-
-def default_points(lungs: np.ndarray, geometry) -> dict[str, np.ndarray]:
-    """A 3 x 3 grid of control points per fissure from each lung's extent (typical anatomy)."""
-    points = {}
-    for name in FISSURES:
-        extent = _lung_extent(lungs, FISSURE_LUNG[name], geometry)
-        if extent is None:
-            continue
-        (x0, x1), (y0, y1), (z0, z1) = extent["x"], extent["y"], extent["z"]
-        back, front = DEFAULT_HEIGHTS[name]
-        grid = []
-        for x in np.linspace(x0 + 0.15 * (x1 - x0), x1 - 0.15 * (x1 - x0), 3):
-            for t in (0.0, 0.5, 1.0):  # t = 0 at the front (low y), 1 at the back
-                y = y0 + 0.1 * (y1 - y0) + t * 0.8 * (y1 - y0)
-                z = z0 + (front + t * (back - front)) * (z1 - z0)
-                grid.append((x, y, z))
-        points[name] = np.array(grid)
-    return points
+    return template_points(find_landmarks(lungs, geometry, hu, carina_slice))
 
 
 def _transition_points(lobes: np.ndarray, geometry, below: set[int], above: set[int],
@@ -120,6 +97,34 @@ def points_from_labels(lobes: np.ndarray, geometry, max_points: int = 30) -> dic
     return points
 
 
+def _height_map(points: np.ndarray, geometry, shape) -> np.ndarray:
+    """The surface's height as a (fractional) slice index for every (j, i) column: the spline is
+    evaluated on a ~3 mm grid and interpolated bilinearly."""
+    spacing = np.array(geometry.spacing)
+    origin = np.array(geometry.origin)
+    _, nj, ni = shape
+    step = np.maximum(np.round(EVALUATION_STEP_MM / spacing[:2]).astype(int), 1)
+    coarse_i = np.arange(0, ni + step[0], step[0])
+    coarse_j = np.arange(0, nj + step[1], step[1])
+    xx, yy = np.meshgrid(origin[0] + coarse_i * spacing[0], origin[1] + coarse_j * spacing[1])
+    coarse = FissureSurface("surface", np.asarray(points, dtype=float)).height(xx, yy)
+    fj = np.arange(nj) / step[1]
+    fi = np.arange(ni) / step[0]
+    j0 = np.minimum(fj.astype(int), coarse.shape[0] - 2)
+    i0 = np.minimum(fi.astype(int), coarse.shape[1] - 2)
+    wj = (fj - j0)[:, None]
+    wi = (fi - i0)[None, :]
+    full = ((1 - wj) * (1 - wi) * coarse[j0][:, i0] + (1 - wj) * wi * coarse[j0][:, i0 + 1]
+            + wj * (1 - wi) * coarse[j0 + 1][:, i0] + wj * wi * coarse[j0 + 1][:, i0 + 1])
+    return ((full - origin[2]) / spacing[2]).astype(np.float32)
+
+
+def _label_columns(k: int, heights: dict, side: int) -> np.ndarray:
+    if side == 1:
+        return np.where(k < heights["RO"], 3, np.where(k < heights["RH"], 2, 1))
+    return np.where(k < heights["LO"], 6, np.where(k < heights["LG"], 5, 4))
+
+
 def assign_lobes(lungs: np.ndarray, geometry, points: dict[str, np.ndarray],
                  progress: Progress | None = None) -> np.ndarray:
     """Lobe labels 1-6 for every lung voxel (``lungs``: 1 right, 2 left; identity-direction,
@@ -128,41 +133,72 @@ def assign_lobes(lungs: np.ndarray, geometry, points: dict[str, np.ndarray],
     missing = [name for name in FISSURES if name not in points and (lungs == FISSURE_LUNG[name]).any()]
     if missing:
         raise DPOInputError("fissure points", f"missing for {', '.join(FISSURE_NAMES[n] for n in missing)}")
-    spacing = np.array(geometry.spacing)
-    origin = np.array(geometry.origin)
-    nk, nj, ni = lungs.shape
-    step = np.maximum(np.round(EVALUATION_STEP_MM / spacing[:2]).astype(int), 1)
-    coarse_i = np.arange(0, ni + step[0], step[0])
-    coarse_j = np.arange(0, nj + step[1], step[1])
-    xx, yy = np.meshgrid(origin[0] + coarse_i * spacing[0], origin[1] + coarse_j * spacing[1])
     heights = {}
     for n, name in enumerate(FISSURES):
-        if name not in points:
-            continue
-        progress.step(0.1 + 0.2 * n, f"fitting the {FISSURE_NAMES[name]}")
-        coarse = FissureSurface(name, np.asarray(points[name], dtype=float)).height(xx, yy)
-        # bilinear interpolation to every column, in slice-index units
-        fj = np.arange(nj) / step[1]
-        fi = np.arange(ni) / step[0]
-        j0 = np.minimum(fj.astype(int), coarse.shape[0] - 2)
-        i0 = np.minimum(fi.astype(int), coarse.shape[1] - 2)
-        wj = (fj - j0)[:, None]
-        wi = (fi - i0)[None, :]
-        full = ((1 - wj) * (1 - wi) * coarse[j0][:, i0] + (1 - wj) * wi * coarse[j0][:, i0 + 1]
-                + wj * (1 - wi) * coarse[j0 + 1][:, i0] + wj * wi * coarse[j0 + 1][:, i0 + 1])
-        heights[name] = ((full - origin[2]) / spacing[2]).astype(np.float32)  # as slice index
+        if name in points:
+            progress.step(0.1 + 0.2 * n, f"fitting the {FISSURE_NAMES[name]}")
+            heights[name] = _height_map(points[name], geometry, lungs.shape)
     progress.step(0.9, "assigning lobes")
     lobes = np.zeros(lungs.shape, dtype=np.uint8)
+    nk = lungs.shape[0]
     slices = np.nonzero(lungs.reshape(nk, -1).any(axis=1))[0]
     for k in slices:
-        right = lungs[k] == 1
-        left = lungs[k] == 2
-        if right.any():
-            lobes[k][right] = np.where(k < heights["RO"], 3, np.where(k < heights["RH"], 2, 1))[right]
-        if left.any():
-            lobes[k][left] = np.where(k < heights["LO"], 6, np.where(k < heights["LG"], 5, 4))[left]
+        for side in (1, 2):
+            inside = lungs[k] == side
+            if inside.any():
+                lobes[k][inside] = _label_columns(k, heights, side)[inside]
     progress.step(1.0, "lobes ready")
     return lobes
+
+
+def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
+                 new_points: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
+    """The lobes after the reader moved fissure points: only the voxels between each moved
+    surface's old and new position are relabelled, in place. Returns (lobes,
+    number of voxels looked at). The result equals ``assign_lobes(lungs, geometry, new_points)``
+    when ``lobes`` was computed from ``old_points``."""
+    changed = [name for name in FISSURES if name in new_points and
+               (name not in old_points or np.shape(old_points[name]) != np.shape(new_points[name])
+                or not np.allclose(old_points[name], new_points[name]))]
+    if not changed:
+        return lobes, 0
+    nk = lungs.shape[0]
+    new_heights = {}
+    touched = 0
+    for side in (1, 2):
+        names = [n for n in FISSURES if FISSURE_LUNG[n] == side]
+        moved = [n for n in names if n in changed]
+        if not moved:
+            continue
+        if any(n not in new_points for n in names):
+            raise DPOInputError("fissure points", f"missing for the {'right' if side == 1 else 'left'} lung")
+        for n in names:
+            new_heights[n] = _height_map(new_points[n], geometry, lungs.shape)
+        low = np.full(lungs.shape[1:], np.inf, dtype=np.float32)
+        high = np.full(lungs.shape[1:], -np.inf, dtype=np.float32)
+        for n in moved:
+            before = (_height_map(old_points[n], geometry, lungs.shape) if n in old_points
+                      else np.full(lungs.shape[1:], -1.0, dtype=np.float32))
+            differs = before != new_heights[n]
+            low = np.where(differs, np.minimum(low, np.minimum(before, new_heights[n])), low)
+            high = np.where(differs, np.maximum(high, np.maximum(before, new_heights[n])), high)
+        # a voxel's side of a surface h changes only for slices k with min(h) <= k < max(h)
+        first = np.ceil(np.where(np.isfinite(low), low, 0.0))
+        last = np.ceil(np.where(np.isfinite(high), high, 0.0))
+        rows, cols = np.nonzero(last > first)
+        counts = (last - first)[rows, cols].astype(np.int64)
+        if counts.size == 0:
+            continue
+        jj, ii = np.repeat(rows, counts), np.repeat(cols, counts)
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        kk = np.repeat(first[rows, cols].astype(np.int64), counts) + offsets
+        keep = (kk >= 0) & (kk < nk)
+        kk, jj, ii = kk[keep], jj[keep], ii[keep]
+        keep = lungs[kk, jj, ii] == side
+        kk, jj, ii = kk[keep], jj[keep], ii[keep]
+        touched += kk.size
+        lobes[kk, jj, ii] = _label_columns(kk, {n: new_heights[n][jj, ii] for n in names}, side)
+    return lobes, touched
 
 
 def save_points(path: str | Path, points: dict[str, np.ndarray], overwrite: bool = False) -> Path:

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .ct_image import CTVolume, Geometry, orient_lps
 from .errors import DPOInputError
-from .fissures import assign_lobes, default_points, load_points
+from .fissures import assign_lobes, load_points
 from .lingula_split import split_lingula
 from .lobe_files import lobe_volumes_ml, read_lobe_source, to_spec_labels, write_label_map, write_segmentation
 from .lung_mask import segment_lungs
@@ -30,6 +30,10 @@ class LobeResult:
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
 
+    def fissure_confidence(self) -> dict[str, float]:
+        """Per fissure code, the share of its surface supported by image evidence (fissure method)."""
+        return {name: item["confidence"] for name, item in self.provenance.get("fissures", {}).items()}
+
     def volumes_ml(self, spacing) -> dict[str, float]:
         return lobe_volumes_ml(self.lobes, spacing)
 
@@ -44,7 +48,7 @@ def _imported(ct: CTVolume, source: str | Path, numbering: str) -> LobeResult:
     points = {}
     warnings = []
     if needs_split:
-        lobes, lingular = split_lingula(lobes, ct.geometry)
+        lobes, lingular = split_lingula(lobes, ct.geometry, hu=ct.array)
         points["LG"] = lingular
         warnings.append("the source has no lingula: the left upper lobe was split at the default "
                         "lingular boundary (adjust its points if needed)")
@@ -59,7 +63,8 @@ def _imported(ct: CTVolume, source: str | Path, numbering: str) -> LobeResult:
 def compute_lobes(ct: CTVolume, method: str = "fissures", source: str | Path | None = None,
                   weights_dir: str | Path | None = None, points_path: str | Path | None = None,
                   device: str = "auto", numbering: str = "auto", lungs: np.ndarray | None = None,
-                  progress: Progress | None = None) -> LobeResult:
+                  progress: Progress | None = None, download: bool | None = None,
+                  carina_slice: int | None = None) -> LobeResult:
     progress = ensure_progress(progress)
     if method not in METHODS:
         raise DPOInputError("--method", f"{method!r} is not one of {', '.join(METHODS)}")
@@ -71,16 +76,26 @@ def compute_lobes(ct: CTVolume, method: str = "fissures", source: str | Path | N
         from .lungmask_backend import run_lungmask
 
         given = load_points(points_path)["LG"] if points_path else None
-        result = run_lungmask(ct.image, weights_dir, device, given, progress)
-        return LobeResult(result.lobes, "lungmask", {"LG": result.lingular_points}, [], result.provenance)
+        result = run_lungmask(ct.image, weights_dir, device, given, progress, download=download)
+        return LobeResult(result.lobes, "lungmask", {"LG": result.lingular_points},
+                          list(result.provenance.get("warnings", [])), result.provenance)
     warnings = []
     if lungs is None:
-        mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.0, 0.6))
-        lungs, warnings = mask.labels, list(mask.warnings)
-    points = load_points(points_path) if points_path else default_points(lungs, ct.geometry)
-    lobes = assign_lobes(lungs, ct.geometry, points, progress.sub(0.6, 1.0))
-    return LobeResult(lobes, "fissures", points, warnings,
-                      {"method": "fissures", "points": "given" if points_path else "default (lung shape)"})
+        mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.0, 0.3))
+        lungs, warnings, carina_slice = mask.labels, list(mask.warnings), mask.carina_slice
+    elif lungs.shape != ct.array.shape:
+        raise DPOInputError("--lungs", f"grid {lungs.shape[::-1]} does not match the CT's {ct.array.shape[::-1]}")
+    if points_path:
+        points = load_points(points_path)
+        provenance = {"method": "fissures", "points": f"given ({Path(points_path).name})"}
+    else:
+        from .fissure_fit import fissures_from_image
+
+        points, provenance, more = fissures_from_image(ct.array, lungs, ct.geometry, carina_slice,
+                                                       progress.sub(0.3, 0.9))
+        warnings += more
+    lobes = assign_lobes(lungs, ct.geometry, points, progress.sub(0.9, 1.0))
+    return LobeResult(lobes, "fissures", points, warnings, provenance)
 
 
 def write_lobes(path: str | Path, lobes: np.ndarray, ct: CTVolume, overwrite: bool = False) -> Path:

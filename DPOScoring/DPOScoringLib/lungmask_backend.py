@@ -1,10 +1,15 @@
 """lungmask (LTRCLobes fused with R231) as a lobe backend, with the lingula split out.
 
-lungmask's weights are normally downloaded from GitHub at run time; behind a hospital proxy that
-fails or hangs. Here they are only ever read from disk: a folder given by the caller (the Slicer
-setting or ``--weights``), the ``DPO_LUNGMASK_WEIGHTS`` environment variable, or torch's hub cache.
-When they are absent the error names the files, the folders searched and where to get them,
-before torch is even imported.
+Weights are looked for on disk first: a folder given by the caller (the Slicer setting or
+``--weights``), the ``DPO_LUNGMASK_WEIGHTS`` environment variable, or torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``, where lungmask itself keeps them). When they are absent and the
+user agreed to a download (``download=True``: ``--download-weights`` on the command line, the
+consent dialog in Slicer, or ``DPO_LUNGMASK_DOWNLOAD=1``), they are fetched once into torch's hub
+cache, as lungmask and SlicerTotalSegmentator do, with the SHA-256 prefix in the file name checked
+(torch.hub's own convention). Without consent, or when the download fails (no network, a proxy),
+the error names the files, the folders searched and where to get them; without consent it comes
+before torch is even imported. The device lungmask really used (it falls back to the CPU without
+CUDA) is what the provenance records.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ WEIGHT_FILES = {
              "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_r231-d5d2fc3d.pth"),
 }
 WEIGHTS_ENV = "DPO_LUNGMASK_WEIGHTS"
+DOWNLOAD_ENV = "DPO_LUNGMASK_DOWNLOAD"
 DENSE_HU = 100.0
 DENSE_MAX_MM3 = 3000.0
 
@@ -55,8 +61,54 @@ def weight_folders(weights_dir: str | Path | None = None) -> list[Path]:
     return folders
 
 
-def find_weights(weights_dir: str | Path | None = None) -> dict[str, Path]:
-    """Paths of both weight files, or a ``DPOInputError`` saying what to put where."""
+def download_consented(download: bool | None) -> bool:
+    """An explicit ``download`` wins; otherwise the ``DPO_LUNGMASK_DOWNLOAD`` environment variable."""
+    if download is not None:
+        return bool(download)
+    return os.environ.get(DOWNLOAD_ENV, "").strip().lower() in {"1", "yes", "true", "on"}
+
+
+def hub_folder() -> Path:
+    """torch's hub checkpoint folder (what ``torch.hub.get_dir()`` returns, without importing torch)."""
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    return torch_home / "hub" / "checkpoints"
+
+
+def download_weights(models, progress: Progress | None = None) -> dict[str, Path]:
+    """Fetch the weight files of ``models`` into torch's hub cache (a file is written under a
+    temporary name and renamed only once complete and its SHA-256 prefix matches)."""
+    import re
+
+    from torch.hub import download_url_to_file
+
+    progress = ensure_progress(progress)
+    folder = hub_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for n, model in enumerate(models):
+        filename, url = WEIGHT_FILES[model]
+        progress.step(n / max(len(models), 1), f"downloading lungmask weights {filename}")
+        match = re.search(r"-([0-9a-f]{6,})\.", filename)
+        target = folder / filename
+        partial = folder / f".{filename}.part"
+        try:
+            download_url_to_file(url, str(partial), hash_prefix=match.group(1) if match else None, progress=False)
+        except RuntimeError as error:  # torch's hash mismatch
+            partial.unlink(missing_ok=True)
+            raise DPOInputError("lungmask weights", f"{url}: the download is not the expected file ({error})") from None
+        except OSError as error:  # no network, proxy, HTTP error, missing file
+            partial.unlink(missing_ok=True)
+            raise DPOInputError("lungmask weights", f"could not download {url} ({error}); download it on a machine "
+                                f"with internet access and put it in {folder} (or pass --weights DIR)") from None
+        partial.replace(target)
+        paths[model] = target
+    return paths
+
+
+def find_weights(weights_dir: str | Path | None = None, download: bool | None = False,
+                 progress: Progress | None = None) -> dict[str, Path]:
+    """Paths of both weight files (downloaded first when missing and ``download`` consents), or a
+    ``DPOInputError`` saying what to put where."""
     folders = weight_folders(weights_dir)
     found, missing = {}, []
     for model, (filename, _) in WEIGHT_FILES.items():
@@ -65,12 +117,16 @@ def find_weights(weights_dir: str | Path | None = None) -> dict[str, Path]:
             missing.append(model)
         else:
             found[model] = hit
+    if missing and download_consented(download):
+        found.update(download_weights(missing, progress))
+        missing = []
     if missing:
         files = ", ".join(WEIGHT_FILES[m][0] for m in missing)
         urls = " and ".join(WEIGHT_FILES[m][1] for m in missing)
         raise DPOInputError("lungmask weights", f"not found: {files}; looked in {', '.join(map(str, folders))}. "
-                            f"Download {urls} on a machine with internet access and put the files in one "
-                            f"of these folders (or pass --weights DIR, or set {WEIGHTS_ENV})")
+                            f"Allow the download (--download-weights, or {DOWNLOAD_ENV}=1), or download {urls} "
+                            "on a machine with internet access and put the files in one of these folders "
+                            f"(or pass --weights DIR, or set {WEIGHTS_ENV})")
     return found
 
 
@@ -102,31 +158,39 @@ def include_dense_findings(lobes: np.ndarray, hu: np.ndarray, spacing) -> tuple[
 
 
 def run_lungmask(image: sitk.Image, weights_dir: str | Path | None = None, device: str = "auto",
-                 lingular_points: np.ndarray | None = None, progress: Progress | None = None) -> LungmaskResult:
+                 lingular_points: np.ndarray | None = None, progress: Progress | None = None,
+                 download: bool | None = None) -> LungmaskResult:
     """Six lobes for an LPS-oriented CT image (``ct_image.load_ct(...).image``)."""
     progress = ensure_progress(progress)
-    weights = find_weights(weights_dir)
+    if not download_consented(download):
+        weights = find_weights(weights_dir, download=False)  # fails fast, before torch is imported
     try:
         import torch
         from lungmask import LMInferer
     except ImportError as error:
         raise DPOInputError("lungmask", f"is not installed ({error.name}); install it with pip install "
                             "'dpo-scoring[lungmask]' (in Slicer: the module offers to install it)") from None
+    if download_consented(download):
+        weights = find_weights(weights_dir, download=True, progress=progress.sub(0.0, 0.05))
     progress.step(0.05, "loading lungmask models")
     force_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     inferer = LMInferer(modelname="LTRCLobes", modelpath=str(weights["LTRCLobes"]), fillmodel="R231",
                         fillmodel_path=str(weights["R231"]), force_cpu=force_cpu, tqdm_disable=True)
-    progress.step(0.1, "running lungmask (LTRCLobes fused with R231)")
+    used = getattr(getattr(inferer, "device", None), "type", "cpu")
+    warnings = []
+    if device == "gpu" and used == "cpu":
+        warnings.append("lungmask ran on the CPU: no GPU (CUDA) is available to torch")
+    progress.step(0.1, f"running lungmask (LTRCLobes fused with R231) on the {used.upper()}")
     raw = np.asarray(inferer.apply(image), dtype=np.uint8)
     progress.step(0.8, "mapping labels and splitting the lingula")
     raw = np.where(np.isin(raw, list(LUNGMASK_LTRC)), raw, 0).astype(np.uint8)
     lobes, _ = to_spec_labels(raw, {v: LUNGMASK_LTRC[v] for v in LUNGMASK_LTRC})
     from .ct_image import Geometry
 
-    lobes, points = split_lingula(lobes, Geometry.of(image), lingular_points)
+    lobes, points = split_lingula(lobes, Geometry.of(image), lingular_points, sitk.GetArrayViewFromImage(image))
     lobes, dense = include_dense_findings(lobes, sitk.GetArrayViewFromImage(image), image.GetSpacing()[::-1])
     progress.step(1.0, "lobes ready")
     return LungmaskResult(lobes, raw, points, {
         "method": "lungmask", "lungmask_version": LUNGMASK_VERSION, "models": ["LTRCLobes", "R231"],
-        "weights": {m: str(p) for m, p in weights.items()}, "device": "cpu" if force_cpu else "gpu",
-        "dense_structures_added": dense})
+        "weights": {m: str(p) for m, p in weights.items()}, "device": used, "device_requested": device,
+        "dense_structures_added": dense, "warnings": warnings})

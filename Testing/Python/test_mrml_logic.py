@@ -144,11 +144,13 @@ def test_lobe_of_a_reader_placed_point(review):
 
 
 def test_dragging_fissure_points_and_recomputing_moves_the_lobes(review):
-    from DPOScoringLib.fissures import default_points
+    from DPOScoringLib.fissures import assign_lobes, default_points
 
-    scene, logic, volume, ct, lobes, segmentation, *_ = review
-    lungs = np.where(lobes > 3, 2, np.where(lobes > 0, 1, 0)).astype(np.uint8)
-    nodes = logic.show_fissure_points(default_points(lungs, ct.geometry))
+    scene, logic, volume, ct, computed, segmentation, *_ = review
+    lungs = np.where(computed > 3, 2, np.where(computed > 0, 1, 0)).astype(np.uint8)
+    points = default_points(lungs, ct.geometry)
+    lobes = assign_lobes(lungs, ct.geometry, points)  # the lobes of the points shown
+    nodes = logic.show_fissure_points(points)
     assert {node.GetName() for node in nodes} == {f"DPO fissure {n}" for n in ("RO", "RH", "LO", "LG")}
     unchanged = logic.lobe_array(logic.recompute_lobes(volume, segmentation), volume)
     assert np.array_equal(unchanged, lobes)
