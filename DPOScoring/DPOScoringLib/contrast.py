@@ -77,11 +77,17 @@ def lung_vessel_values(hu: np.ndarray, lung_labels: np.ndarray, spacing_kji) -> 
     lungs = lung_labels > 0
     if not lungs.any():
         return np.zeros(0, dtype=hu.dtype)
-    # every other voxel in each direction: a sample (one eighth) is ample for percentiles
-    box = tuple(slice(b.start, b.stop, 2) for b in bounding_box(lungs))
-    spacing_kji = tuple(2.0 * float(v) for v in spacing_kji)
-    inner = edt.edt(lungs[box], anisotropy=spacing_kji, black_border=True) > VESSEL_DEPTH_MM
+    box = bounding_box(lungs)
+    # the depth inside the lung from every other voxel in each direction (ample at 15 mm), the
+    # vessel trees at full resolution (thin vessels would break apart on a coarser grid)
+    steps = [2 if float(v) < 2.5 else 1 for v in spacing_kji]  # thick slices are taken whole
+    coarse = lungs[tuple(slice(b.start, b.stop, n) for b, n in zip(box, steps))]
+    depth = edt.edt(coarse, anisotropy=tuple(n * float(v) for n, v in zip(steps, spacing_kji)), black_border=True)
+    inner = depth > VESSEL_DEPTH_MM
+    for axis, n in enumerate(steps):
+        inner = np.repeat(inner, n, axis=axis)
     local = hu[box]
+    inner = inner[:local.shape[0], :local.shape[1], :local.shape[2]]
     trees = cc3d.connected_components(inner & (local >= VESSEL_TREE_HU), connectivity=26)
     sizes = np.bincount(trees.ravel())
     sizes[0] = 0
