@@ -29,20 +29,10 @@ from DPOScoringLib.label_maps import LUNG_VALUES, load_label_map
 from DPOScoringLib.lobe_pipeline import compute_lobes
 from DPOScoringLib.lung_mask import segment_lungs
 from DPOScoringLib.phantom import PhantomSpec, generate_phantom, matches_truth, truth_reach_mm, write_phantom
+from DPOScoringLib.phantom_scanner import SCANNER_VARIANTS as VARIANTS
 from DPOScoringLib.pipeline import detect_on_ct, run_detection
 
 FIBROSIS = {"1 mm": ((0.8, 0.8, 1.0), 11), "2 mm": ((0.8, 0.8, 2.0), 12)}
-VARIANTS = {  # as in Testing/Python/conftest.py
-    "supine-fibrosis": dict(seed=21),
-    "healthy-padding-3024": dict(seed=22, fibrosis=0.0, ground_glass=False, consolidation=False,
-                                 honeycomb_clusters=0, padding_hu=-3024),
-    "sharp-kernel-air-955": dict(seed=27, outside_air_hu=-955.0, streaks=True),
-    "prone": dict(seed=23, posture="prone", padding_hu=-3024),
-    "crop-right": dict(seed=24, crop="right", fused_lungs=False, patient_offset_mm=(40.0, 0.0)),
-    "crop-left": dict(seed=25, crop="left", fused_lungs=False, patient_offset_mm=(-30.0, 0.0), padding_hu=None),
-}
-
-
 def assignment(findings, candidates) -> dict:
     if not findings or not candidates:
         return {}

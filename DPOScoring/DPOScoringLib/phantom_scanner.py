@@ -18,6 +18,18 @@ from .phantom_anatomy import ChestGeometry
 
 OUTSIDE_AIR_HU = -980.0
 OUTSIDE_AIR_SD = 50.0
+
+# Scanner and anatomy variants of PhantomSpec.fibrosis_preset used by the lung-mask tests and
+# benchmarks/realistic_detection_report.py: options of the preset, by name.
+SCANNER_VARIANTS = {
+    "supine-fibrosis": dict(seed=21),
+    "healthy-padding-3024": dict(seed=22, fibrosis=0.0, ground_glass=False, consolidation=False,
+                                 honeycomb_clusters=0, padding_hu=-3024),
+    "sharp-kernel-air-955": dict(seed=27, outside_air_hu=-955.0, streaks=True),
+    "prone": dict(seed=23, posture="prone", padding_hu=-3024),
+    "crop-right": dict(seed=24, crop="right", fused_lungs=False, patient_offset_mm=(40.0, 0.0)),
+    "crop-left": dict(seed=25, crop="left", fused_lungs=False, patient_offset_mm=(-30.0, 0.0), padding_hu=None),
+}
 TABLE_SHELL_HU, TABLE_FOAM_HU = 200.0, -900.0
 
 

@@ -121,15 +121,7 @@ def fibrosis_2mm(tmp_path_factory):
 
 # Scanner and anatomy variants for the lung mask (written once per session, no detection run):
 # all carry noisy outside air with streaks, a table and scan-circle padding (fibrosis_preset).
-VARIANTS = {
-    "supine-fibrosis": dict(seed=21),
-    "healthy-padding-3024": dict(seed=22, fibrosis=0.0, ground_glass=False, consolidation=False,
-                                 honeycomb_clusters=0, padding_hu=-3024),
-    "sharp-kernel-air-955": dict(seed=27, outside_air_hu=-955.0, streaks=True),
-    "prone": dict(seed=23, posture="prone", padding_hu=-3024),
-    "crop-right": dict(seed=24, crop="right", fused_lungs=False, patient_offset_mm=(40.0, 0.0)),
-    "crop-left": dict(seed=25, crop="left", fused_lungs=False, patient_offset_mm=(-30.0, 0.0), padding_hu=None),
-}
+from DPOScoringLib.phantom_scanner import SCANNER_VARIANTS as VARIANTS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
