@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from run_benchmarks import timed
 
 
 def synthetic_case(shape=(400, 512, 512), spacing=(0.7, 0.7, 0.8)):
@@ -44,15 +43,6 @@ def synthetic_case(shape=(400, 512, 512), spacing=(0.7, 0.7, 0.8)):
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     return image, lungs, geometry
-
-
-def timed(function, repeat: int):
-    times, value = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        value = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), value
 
 
 def main(argv=None) -> int:
