@@ -276,14 +276,16 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
     if factor != (1, 1, 1):
         local = labels[coarse_box]
         near = np.where(local > 0, local, ndimage.maximum_filter(local, size=3))
-        result[box] = np.where(hu[box] < AIR_HU, _upsample(near, factor, shape), np.uint8(0))
-        del near
         # inside the coarse lung (away from its boundary) every full-resolution voxel is lung, whatever
         # its HU (cyst walls, reticulation, vessels, POs); at the boundary the air threshold decides,
-        # plus what the closing added there
+        # plus what the closing added there. Both labels travel in one upsampled array (4 x + 1 x).
         interior = (local > 0) & (ndimage.minimum_filter(local, size=3) == local)
-        dense_surface = _upsample(np.where(closing_added[coarse_box] | interior, local, np.uint8(0)), factor, shape)
-        del interior
+        packed = _upsample(4 * np.where(closing_added[coarse_box] | interior, local, np.uint8(0)) + near,
+                           factor, shape)
+        del near, interior
+        result[box] = np.where(hu[box] < AIR_HU, packed & 3, np.uint8(0))
+        dense_surface = packed >> 2
+        del packed
         airways = _upsample_into(airways, factor, hu.shape, hu)
         zone = _upsample_into(airway_zone, factor, hu.shape)
         carina = None if carina is None else carina * factor[0]
@@ -304,8 +306,9 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         filled = _fill_holes_per_slice(lung[lung_box], max_hole, big_hole)
         inner[lung_box][filled & (inner[lung_box] == 0) & ~zone[box][lung_box]] = label
     if dense_surface is not None:
-        inner[(inner == 0) & (dense_surface > 0) & ~zone[box]] = dense_surface[(inner == 0) & (dense_surface > 0)
-                                                                               & ~zone[box]]
+        add = (inner == 0) & (dense_surface > 0)
+        add &= ~zone[box]
+        inner[add] = dense_surface[add]
     counts = np.bincount(inner.ravel(), minlength=3)
     volumes = {"right": round(float(counts[RIGHT_LABEL]) * voxel_ml, 1),
                "left": round(float(counts[LEFT_LABEL]) * voxel_ml, 1)}
