@@ -1,10 +1,15 @@
-"""Batch throughput on phantoms: the same cohort scored with 1 and with 2 workers, in one run.
-Reports cases per minute and the speed-up (the machine has 2 cores, shared and noisy)."""
+"""Batch throughput: the same cohort scored by the Dask executor (local cluster, the default) and by
+the earlier process pool, with 1 and 2 workers, in one run, alternating so that the noise of a
+shared machine falls on both. Reports cases per minute, the Dask/pool ratio and each case's time and
+worker peak memory (from batch.log). Cases: phantoms (default) or the real CTs of ../shared/data."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -13,28 +18,69 @@ from pathlib import Path
 from DPOScoringLib.batch import run_batch
 from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=4)
-    args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="dpo-batch-bench-"))
+
+def phantom_cohort(root: Path, cases: int) -> Path:
     cohort = root / "cohort"
     cohort.mkdir()
-    for number in range(args.cases):
+    for number in range(cases):
         spec = PhantomSpec(fov_mm=(220.0, 180.0, 200.0), spacing=(0.8, 0.8, 1.0), seed=100 + number, n_po=30)
         paths = write_phantom(generate_phantom(spec), root / f"phantom{number}")
         paths["ct"].rename(cohort / f"case{number}.nrrd")
-    report = {"cases": args.cases, "volume": "275 x 225 x 200 voxels"}
-    for workers in (1, 2):
-        started = time.perf_counter()
-        rows = run_batch(cohort, root / f"out{workers}", workers, report=lambda line: None)
-        seconds = time.perf_counter() - started
-        assert all(row["status"] == "done" for row in rows)
-        report[f"workers_{workers}_s"] = round(seconds, 2)
-        report[f"workers_{workers}_cases_per_minute"] = round(60.0 * args.cases / seconds, 1)
-    report["speed_up"] = round(report["workers_1_s"] / report["workers_2_s"], 2)
+    return cohort
+
+
+def real_cohort(root: Path, cases: int) -> Path:
+    files = sorted(SHARED_DATA.glob("chest-ct-*.nii.gz"))
+    if not files:
+        raise SystemExit(f"no real CTs in {SHARED_DATA}")
+    cohort = root / "cohort"
+    cohort.mkdir()
+    for number in range(cases):  # distinct names, the same few volumes repeated
+        (cohort / f"case{number}.nii.gz").symlink_to(files[number % len(files)])
+    return cohort
+
+
+def one_run(cohort: Path, out: Path, executor: str, workers: int) -> dict:
+    started = time.perf_counter()
+    rows = run_batch(cohort, out, workers, report=lambda line: None, executor=executor)
+    seconds = time.perf_counter() - started
+    assert all(row["status"] == "done" for row in rows), [row["status"] for row in rows]
+    result = {"seconds": round(seconds, 2), "cases_per_minute": round(60.0 * len(rows) / seconds, 1)}
+    log = (out / "batch.log").read_text()
+    per_case = re.findall(r"done \(([0-9.]+) s on .*worker peak (\d+) MB \(was (\d+) MB\)", log)
+    if per_case:
+        result["case_seconds_median"] = statistics.median(float(s) for s, _, _ in per_case)
+        result["case_peak_mb_max"] = max(int(p) for _, p, _ in per_case)
+        result["case_added_mb_max"] = max(int(p) - int(b) for _, p, b in per_case)
+    shutil.rmtree(out)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--real", action="store_true", help="the real CTs of ../shared/data instead of phantoms")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="dpo-batch-bench-"))
+    cohort = real_cohort(root, args.cases) if args.real else phantom_cohort(root, args.cases)
+    report = {"cases": args.cases, "data": "real CTs (../shared/data)" if args.real
+              else "phantoms 275 x 225 x 200 voxels", "runs": {}}
+    for workers in args.workers:
+        for executor in ("processes", "dask"):
+            report["runs"][f"{executor}_{workers}"] = one_run(cohort, root / "out", executor, workers)
+        pool, dask = report["runs"][f"processes_{workers}"], report["runs"][f"dask_{workers}"]
+        report[f"dask_to_pool_throughput_{workers}_workers"] = round(dask["cases_per_minute"]
+                                                                     / pool["cases_per_minute"], 3)
+    if {1, 2} <= set(args.workers):
+        report["dask_speed_up_2_vs_1"] = round(report["runs"]["dask_1"]["seconds"]
+                                               / report["runs"]["dask_2"]["seconds"], 2)
+    report["dask_within_10_percent_of_pool"] = all(
+        value >= 0.9 for key, value in report.items() if key.startswith("dask_to_pool"))
     print(json.dumps(report, indent=2))
+    shutil.rmtree(root)
     return 0
 
 

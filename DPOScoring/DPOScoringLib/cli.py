@@ -185,11 +185,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import run_batch
+    from .batch_memory import parse_size
 
     options = {"lobe_method": args.lobe_method, "lobe_source": args.lobes_from, "weights_dir": args.weights,
                "reader": args.reader or "", "policy": _policy(args)}
     rows = run_batch(args.input, args.out, args.workers, options,
-                     report=lambda line: print(line, file=sys.stderr, flush=True))
+                     report=lambda line: print(line, file=sys.stderr, flush=True), scheduler=args.scheduler,
+                     memory_per_case=parse_size(args.memory_per_case), cpu_lobes=args.cpu_lobes)
     failed = [r["case_id"] for r in rows if r["status"].startswith("failed")]
     print(f"{len(rows) - len(failed)} of {len(rows)} cases scored; cohort table: {Path(args.out) / 'cohort.csv'}"
           + (f"; failed: {', '.join(failed)} (see batch.log)" if failed else ""), file=sys.stderr)
@@ -254,7 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     batch = commands.add_parser("batch", help="score a folder of CTs or a CSV manifest, one bundle per case")
     batch.add_argument("input", metavar="INPUT", help="folder of CTs, or CSV with case_id, path (+ columns)")
     batch.add_argument("--out", required=True, help="folder for the bundles, cohort.csv and batch.log")
-    batch.add_argument("--workers", type=int, default=1, help="cases scored at once (processes)")
+    batch.add_argument("--workers", type=int, default=1,
+                       help="worker processes of the local Dask cluster (ignored with --scheduler)")
+    batch.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on this Dask cluster, e.g. tcp://node:8786 (Docs/cluster.md)")
+    batch.add_argument("--memory-per-case", default="auto", metavar="SIZE",
+                       help="memory a case needs, e.g. 6GB (default auto: from the volume size)")
+    batch.add_argument("--cpu-lobes", choices=("wait", "fissures"), default="wait",
+                       help="with lungmask and GPU workers: CPU-only workers wait (default) or use fissures")
     _add_case_options(batch)
     batch.set_defaults(run=_cmd_batch)
 
