@@ -8,12 +8,12 @@ TORCH_VERSION ?= 2.13.0
 .PHONY: demo test lint benchmark clean browser
 
 # torch is pinned first (a CPU build; a newer or unpinned torch would pull a multi-GB CUDA build),
-# then the package with its test and lungmask extras.
+# then the package with its test, lungmask, slicer and cluster (dask, for batch) extras.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[test,lungmask,slicer]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lungmask,slicer,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP)

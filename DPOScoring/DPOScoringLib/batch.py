@@ -123,6 +123,12 @@ def run_batch(source: str | Path, out: str | Path, workers: int = 1, options: di
         raise DPOInputError("--cpu-lobes", f"{cpu_lobes!r} is not one of {', '.join(CPU_LOBES)}")
     if workers < 1:
         raise DPOInputError("--workers", f"must be at least 1, not {workers}")
+    if executor == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise DPOInputError("dask.distributed", "is not installed (batch runs its cases on Dask); install it "
+                                "with pip install 'dpo-scoring[cluster]'") from None
     cases = read_cases(source)
     if executor == "dask" and scheduler:
         from .batch_dask import check_scheduler

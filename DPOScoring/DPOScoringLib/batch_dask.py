@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import shutil
 import threading
 import time
@@ -209,17 +208,15 @@ def task_resources(need_bytes: float, lobe_method: str, cpu_lobes: str, workers:
 def run_on_dask(todo: list[dict], out: Path, options: dict, checksums: dict, needs: dict, finish, note,
                 workers: int = 1, scheduler: str | None = None, cpu_lobes: str = "wait") -> None:
     """Runs ``todo`` on the cluster; calls ``finish(case_id, status, result)`` as each case ends."""
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     if not todo:
         return
     client, cluster = open_client(workers, scheduler, max(needs.values()), note)
-    events: queue.Queue = queue.Queue()
     in_flight: dict[str, int] = {}  # case_id -> pid of the worker running it
 
     def on_event(event) -> None:
         message = event[1] if isinstance(event, tuple) else event
-        events.put(message)
         if message.get("event") == "started":
             in_flight[message["case_id"]] = message["pid"]
             note(f"{message['case_id']}: started on {message['worker']} (pid {message['pid']})")
@@ -231,6 +228,12 @@ def run_on_dask(todo: list[dict], out: Path, options: dict, checksums: dict, nee
     pending = as_completed(loop=client.loop)
     try:
         client.subscribe_topic(TOPIC, on_event)
+        while not client.scheduler_info(n_workers=-1)["workers"]:  # a job queue may start them late
+            note("waiting for the first worker to join the scheduler")
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError:
+                pass
         declared = cluster_resources(client)
         gpus = any(r.get(GPU) for r in declared.values())
         notes = task_resources(max(needs.values()), options.get("lobe_method", "fissures"), cpu_lobes, declared)[1]
@@ -253,9 +256,10 @@ def run_on_dask(todo: list[dict], out: Path, options: dict, checksums: dict, nee
             case, attempt = futures.pop(future)
             try:
                 result = future.result()
-            except Exception as error:  # noqa: BLE001 - KilledWorker, a lost connection: the case is recorded
-                result = {"status": f"failed: the worker running it died (killed or out of memory; "
-                                    f"{type(error).__name__})", "retry": True}
+            except KilledWorker:
+                result = {"status": "failed: the worker running it died (killed or out of memory)", "retry": True}
+            except Exception as error:  # noqa: BLE001 - a lost connection, a task that could not run: recorded
+                result = {"status": f"failed: {type(error).__name__}: {error}", "retry": True}
             if result.get("retry") and attempt == 1:
                 note(f"{case['case_id']}: attempt 1 {result['status']}; retrying once")
                 submit(case, 2)
