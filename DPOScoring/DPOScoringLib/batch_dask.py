@@ -158,9 +158,17 @@ def open_client(workers: int, scheduler: str | None, need_bytes: float, note):
     count = min(workers, fitting)
     limit = _total_memory() / count
     # a killed worker fails its task at once (allowed-failures 0) so that the client records it and
-    # retries it itself, exactly once; a worker takes one case at a time (saturation 1.0)
+    # retries it itself, exactly once; a worker takes one case at a time (saturation 1.0); workers
+    # keep this process's environment, as `dpo-score run` would (Dask's default sets one BLAS/OpenMP
+    # thread and an aggressive malloc trim threshold, which slowed cases down: Docs/cluster.md)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.scheduler.worker-saturation": 1.0,
+                          "distributed.nanny.pre-spawn-environ": {},
+                          # Dask's event loop wakes every 20 ms by default to time itself, taking
+                          # the GIL from the case's thread; with that (and a 50 ms memory sampler,
+                          # now the kernel's peak) cases ran 35-45 % slower than in a process pool
+                          "distributed.admin.tick.interval": "1s",
+                          "distributed.admin.system-monitor.interval": "2s",
                           "distributed.admin.system-monitor.gil.enabled": False}):
         cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, memory_limit=limit, resources={MEMORY: limit},
