@@ -169,6 +169,11 @@ def open_client(workers: int, scheduler: str | None, need_bytes: float, note):
                           # now the kernel's peak) cases ran 35-45 % slower than in a process pool
                           "distributed.admin.tick.interval": "1s",
                           "distributed.admin.system-monitor.interval": "2s",
+                          # the same for the worker's profiler (a thread sampling the task's stack
+                          # every 10 ms) and its memory monitor (every 100 ms; the nanny still kills
+                          # a worker at 95 % of its memory limit)
+                          "distributed.worker.profile.enabled": False,
+                          "distributed.worker.memory.monitor-interval": "1s",
                           "distributed.admin.system-monitor.gil.enabled": False}):
         cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, memory_limit=limit, resources={MEMORY: limit},
