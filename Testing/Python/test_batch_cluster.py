@@ -22,9 +22,16 @@ from DPOScoringLib.batch import load_cohort, run_batch
 from DPOScoringLib.errors import DPOInputError
 
 
+def _as_from_a_terminal() -> None:
+    # a shell starting pytest in the background ignores SIGINT, and children inherit that; a terminal
+    # user's Ctrl-C is not ignored, so the batch is started with SIGINT at its default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def batch_process(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "DPOScoringLib", "batch", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def wait_for_log(log: Path, pattern: str, timeout: float = 300.0) -> re.Match:
