@@ -32,7 +32,7 @@ $(STAMP): $(CORE_STAMP)
 	@echo "==> [setup 2/2] $(VENV): torch==$(TORCH_VERSION) $(if $(strip $(TORCH_INDEX)),from $(TORCH_INDEX),from pip's configured sources), then the test, lungmask and slicer extras"
 	$(BIN)/python -m pip install $(TORCH_INDEX_OPTION) "torch==$(TORCH_VERSION)"
 	@$(BIN)/python -c "import torch; print('==> torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU build)')"
-	$(BIN)/python -m pip install -e ".[test,lungmask,slicer,cohort,dicom]"
+	$(BIN)/python -m pip install -e ".[test,lungmask,slicer,cohort,dicom,cluster]"
 	@du -sh $(VENV) | sed 's/^/==> venv size: /'
 	touch $(STAMP)
 

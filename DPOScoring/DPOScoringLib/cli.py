@@ -224,6 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import run_batch
     from .batch_manifest import read_cases
+    from .batch_memory import parse_size
 
     read_cases(args.input)  # a refused manifest leaves nothing behind: checked before --out is made
     check_output_folder(args.out, overwrite=False, reuse=True)  # an existing --out is a batch to resume
@@ -235,7 +236,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         require_highdicom("--dicom-out")  # each case's input is checked when its turn comes
         options["dicom_out"] = True
     rows = run_batch(args.input, args.out, args.workers, options,
-                     report=lambda line: print(line, file=sys.stderr, flush=True))
+                     report=lambda line: print(line, file=sys.stderr, flush=True), scheduler=args.scheduler,
+                     memory_per_case=parse_size(args.memory_per_case), cpu_lobes=args.cpu_lobes)
     failed = [r["case_id"] for r in rows if r["status"].startswith("failed")]
     print(f"{len(rows) - len(failed)} of {len(rows)} cases scored; cohort table: {Path(args.out) / 'cohort.csv'}"
           + (f"; failed: {', '.join(failed)} (see batch.log)" if failed else ""), file=sys.stderr)
@@ -323,7 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", required=True, metavar="FOLDER",
                        help="folder for the bundles, cohort.csv and batch.log (an existing one is resumed)")
     batch.add_argument("--workers", type=int_in(*WORKERS_RANGE), default=1, metavar="N",
-                       help="cases scored at once, each in its own process (default: %(default)s)")
+                       help="worker processes of the local Dask cluster, each scoring one case at a time "
+                            "(ignored with --scheduler; default: %(default)s)")
+    batch.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on this existing Dask cluster, e.g. tcp://node:8786 (Docs/cluster.md; default: a "
+                            "local cluster on this machine)")
+    batch.add_argument("--memory-per-case", default="auto", metavar="SIZE",
+                       help="memory one case needs, e.g. 6GB; auto = from the volume's size (default: %(default)s)")
+    batch.add_argument("--cpu-lobes", choices=("wait", "fissures"), default="wait",
+                       help="with --lobe-method lungmask and GPU workers: CPU-only workers wait for a GPU worker, or "
+                            "score with the fissure method instead (default: %(default)s)")
     _add_case_options(batch)
     batch.set_defaults(run=_cmd_batch)
 

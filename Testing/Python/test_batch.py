@@ -1,4 +1,5 @@
-"""`dpo-score batch`: a cohort with a corrupt case, resuming, and a batch killed midway."""
+"""`dpo-score batch` (on a local Dask cluster, the default): a cohort with a corrupt case, resuming,
+and a batch killed midway. Workers killed, Ctrl-C, GPU routing and memory: test_batch_cluster.py."""
 
 from __future__ import annotations
 
@@ -53,13 +54,14 @@ def test_corrupt_case_is_reported_and_the_others_finish(cohort, tmp_path):
 
 
 def test_killed_batch_resumes_without_loss_or_duplicates(cohort, tmp_path):
+    """The client (and with it its local Dask cluster of 2 workers) killed with SIGKILL, then re-run."""
     source = tmp_path / "cases"
     source.mkdir()
     for name in ("p1", "p2", "p3"):
         shutil.copy(cohort / f"{name}.nrrd", source / f"{name}.nrrd")
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "DPOScoringLib", "batch", str(source), "--out", str(out),
-                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not (out / "p1" / "provenance.json").exists() \
