@@ -35,7 +35,7 @@ COHORT_COLUMNS = (["case_id", "status"] + [f"nnpol_{c}" for c in LOBE_CODES]
 
 def _finished(bundle: Path, checksum: str) -> bool:
     try:
-        provenance = json.loads((bundle / "provenance.json").read_text())
+        provenance = json.loads((bundle / "provenance.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return provenance.get("input", {}).get("sha256") == checksum
@@ -47,14 +47,14 @@ def _cohort_row(case: dict, status: str, out: Path, checksum: str) -> dict:
     extra = {k: v for k, v in case.items() if k not in ("case_id", "path")}
     bundle = out / case["case_id"]
     if status in ("done", "skipped (done before)"):
-        scores = json.loads((bundle / "scores.json").read_text())
+        scores = json.loads((bundle / "scores.json").read_text(encoding="utf-8"))
         row.update({f"nnpol_{c}": scores["nnpol"][c] for c in LOBE_CODES})
         row.update({key: scores[key] for key in ("right_total", "left_total", "total", "ldo", "dpo_def1",
                                                    "dpo_def2", "ans", "ild_extent", "coarseness_score",
                                                    "complete")})
         row["pending_candidates"] = scores["findings"]["pending"]
         row["provisional_total"] = scores["provisional"]["total"]
-        provenance = json.loads((bundle / "provenance.json").read_text())
+        provenance = json.loads((bundle / "provenance.json").read_text(encoding="utf-8"))
         row["warnings"] = " | ".join(provenance.get("warnings", []))
         row["lobe_method"] = provenance.get("parameters", {}).get("lobe_method", "")
         row["bundle"] = str(bundle)

@@ -215,7 +215,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         from .score_summary import closing_summary
 
-        scores, reading = (json.loads((bundle / name).read_text()) for name in ("scores.json", "reading.json"))
+        scores, reading = (json.loads((bundle / name).read_text(encoding="utf-8")) for name in ("scores.json",
+                                                                                                "reading.json"))
         sys.stdout.write(closing_summary(scores, reading, str(bundle)))
         print(f"bundle written to {bundle}; report: {bundle / 'report.html'}", file=sys.stderr)
     return 0
@@ -325,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", required=True, metavar="FOLDER",
                        help="folder for the bundles, cohort.csv and batch.log (an existing one is resumed)")
     batch.add_argument("--workers", type=int_in(*WORKERS_RANGE), default=1, metavar="N",
-                       help="worker processes of the local Dask cluster, each scoring one case at a time "
-                            "(ignored with --scheduler; default: %(default)s)")
+                       help="cases scored at once on the local Dask cluster, each in its own process (ignored "
+                            "with --scheduler) (default: %(default)s)")
     batch.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on this existing Dask cluster, e.g. tcp://node:8786 (Docs/cluster.md; default: a "
                             "local cluster on this machine)")

@@ -26,7 +26,9 @@ def add_cohort_command(commands) -> None:
     cohort = commands.add_parser("cohort", add_help=False, prefix_chars="\0",
                                  help="cohort statistics as in the paper (Tables 1-4) from cohort.csv; "
                                       "'cohort sample' draws cases for a second reader")
-    cohort.add_argument("arguments", nargs=argparse.REMAINDER)
+    cohort.add_argument("arguments", nargs=argparse.REMAINDER, metavar="...",
+                        help="COHORT.csv --group COLUMN ... or 'sample COHORT.csv --n N ...': see "
+                             "'dpo-score cohort --help' and 'dpo-score cohort sample --help'")
     cohort.set_defaults(run=lambda args: run(args.arguments))
 
 

@@ -220,7 +220,7 @@ def run_demo(out: str | Path, seed: int = 7, policy: ScoringPolicy = DEFAULT_POL
         print("building a synthetic chest CT (phantom) with known ossifications ...", file=stderr)
     spec = PhantomSpec(fov_mm=(220.0, 180.0, 200.0), spacing=(0.8, 0.8, 1.0), seed=seed, n_po=30)
     paths = write_phantom(generate_phantom(spec, progress.sub(0.0, 0.4, stage="phantom")), folder / "phantom")
-    truth = json.loads(paths["truth"].read_text())
+    truth = json.loads(paths["truth"].read_text(encoding="utf-8"))
 
     def simulated_reader(document: dict) -> dict:
         return {c["id"]: "confirmed" if any(matches_truth(f, c["lps"]) for f in truth["findings"]) else "rejected"
@@ -229,9 +229,9 @@ def run_demo(out: str | Path, seed: int = 7, policy: ScoringPolicy = DEFAULT_POL
     bundle = run_case(paths["ct"], folder / "bundle", reader=READER, case_id=f"phantom-seed-{seed}",
                       policy=policy, overwrite=True, decide=simulated_reader, progress=progress.sub(0.4, 1.0))
     if not quiet:
-        scores = json.loads((bundle / "scores.json").read_text())
-        reading = json.loads((bundle / "reading.json").read_text())
-        document = json.loads((bundle / "candidates.json").read_text())
+        scores = json.loads((bundle / "scores.json").read_text(encoding="utf-8"))
+        reading = json.loads((bundle / "reading.json").read_text(encoding="utf-8"))
+        document = json.loads((bundle / "candidates.json").read_text(encoding="utf-8"))
         comparison = compare_with_truth(truth, document, reading, scores, policy,
                                         sitk.ReadImage(str(bundle / "lobes.nrrd")))
         stdout.write(closing_summary(scores, reading, str(bundle)))

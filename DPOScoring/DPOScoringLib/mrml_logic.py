@@ -465,7 +465,7 @@ class DPOScoringMRMLLogic(MRMLLobes):
 
         assessments = json.loads(markups.GetAttribute(LOBE_ASSESSMENTS) or "{}")
         reading = Reading(findings=tuple(self._finding_cache(markups)), lobes=parse_lobes(assessments))
-        words = None if reader is None else {"reader": reader, "lobes": assessments}
+        words = None if reader is None else self.reading(markups, reader)
         scores = score_reading(reading, policy or DEFAULT_POLICY)
         if table is None:
             table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", "DPO results")

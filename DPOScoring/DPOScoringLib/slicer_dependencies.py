@@ -30,7 +30,7 @@ class InstallDeclined(RuntimeError):
 
 def requirement_lines(path: str | Path) -> list[str]:
     lines = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             lines.append(line)

@@ -79,6 +79,7 @@ def refused_subprocess(sandbox: Path, argv: list, phrases, timeout: float = 120)
     temp.mkdir(exist_ok=True)
     before, temp_before = snapshot(sandbox), snapshot(temp)
     result = subprocess.run([sys.executable, "-m", "DPOScoringLib", *map(str, argv)], capture_output=True,
-                            text=True, cwd=sandbox, timeout=timeout, env={**os.environ, "TMPDIR": str(temp)})
+                            text=True, encoding="utf-8", cwd=sandbox, timeout=timeout, env={**os.environ,
+                                                                                            "TMPDIR": str(temp)})
     return _check(result.returncode, result.stdout, result.stderr, phrases, before, snapshot(sandbox), temp_before,
                   snapshot(temp))

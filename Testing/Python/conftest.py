@@ -39,7 +39,7 @@ class PhantomCase:
 
         self.spec = spec
         self.paths = write_phantom(generate_phantom(spec), folder)
-        self.truth = json.loads(self.paths["truth"].read_text())
+        self.truth = json.loads(self.paths["truth"].read_text(encoding="utf-8"))
         ct = load_ct(self.paths["ct"])
         self.lobe_result = compute_lobes(ct, "fissures")  # as `dpo-score run` does by default
         lungs = np.where(self.lobe_result.lobes == 0, 0, np.where(self.lobe_result.lobes <= 3, 1, 2)).astype(np.uint8)

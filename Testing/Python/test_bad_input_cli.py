@@ -42,7 +42,7 @@ def tmpfs(folder: Path, options: str):
     """A small tmpfs mounted at ``folder`` (root only); the test is skipped where mount is refused."""
     folder.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                            text=True)
+                            text=True, encoding="utf-8")
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
     try:

@@ -30,7 +30,7 @@ from DPOScoringLib.safe_files import atomic_write_bytes
 def tmpfs(folder: Path, size: str):
     folder.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, encoding="utf-8")
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
     try:
@@ -86,7 +86,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_existing_file(tmp_path):
         target.write_text("the earlier scores")
         with pytest.raises(DPOOutputError, match="scores.json: could not be written \\(the disk is full\\)"):
             atomic_write_bytes(target, os.urandom(200 * 1024), overwrite=True)
-        assert target.read_text() == "the earlier scores"
+        assert target.read_text(encoding="utf-8") == "the earlier scores"
         assert sorted(p.name for p in disk.iterdir()) == ["scores.json"]  # no .part file left
 
 

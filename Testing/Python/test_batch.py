@@ -19,7 +19,7 @@ from DPOScoringLib.errors import DPOInputError
 
 def batch(*args, timeout=900):
     return subprocess.run([sys.executable, "-m", "DPOScoringLib", "batch", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, encoding="utf-8", timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_corrupt_case_is_reported_and_the_others_finish(cohort, tmp_path):
     assert table.loc["p1", "status"] == "done" and table.loc["p1", "dpo_def1"] in (False, "False")
     assert all(rows[c]["status"] == "done" for c in ("p1", "p2", "p3"))
     assert rows["p4-corrupt"]["status"].startswith("failed: ") and "p4-corrupt.nrrd" in rows["p4-corrupt"]["status"]
-    assert "p4-corrupt: failed" in (out / "batch.log").read_text()
+    assert "p4-corrupt: failed" in (out / "batch.log").read_text(encoding="utf-8")
     assert int(rows["p1"]["provisional_total"]) > 0 and rows["p3"]["warnings"].startswith("contrast")
     assert "[4/4]" in result.stderr and "s left" in result.stderr
     # a re-run skips what is done (same input checksum) and touches no bundle

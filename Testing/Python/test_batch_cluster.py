@@ -30,14 +30,15 @@ def _as_from_a_terminal() -> None:
 
 def batch_process(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "DPOScoringLib", "batch", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                start_new_session=True,
                             preexec_fn=_as_from_a_terminal)
 
 
 def wait_for_log(log: Path, pattern: str, timeout: float = 300.0) -> re.Match:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        match = re.search(pattern, log.read_text()) if log.exists() else None
+        match = re.search(pattern, log.read_text(encoding="utf-8")) if log.exists() else None
         if match:
             return match
         time.sleep(0.05)
@@ -60,7 +61,7 @@ def test_worker_killed_mid_case_is_retried_on_the_other_and_nothing_is_lost(thre
     os.kill(victim_pid, signal.SIGKILL)  # a real SIGKILL of a worker process, as the OOM killer sends
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr
-    log = (out / "batch.log").read_text()
+    log = (out / "batch.log").read_text(encoding="utf-8")
     assert re.search(rf"{victim}: attempt 1 failed: the worker running it died .*retrying once", log), log
     # the second attempt ran in another, living worker process and finished the case
     retried = re.findall(rf"{victim}: started on \S+ \(pid (\d+)\)", log)
@@ -152,14 +153,14 @@ def test_lungmask_cases_go_to_the_gpu_worker_or_cpu_workers_use_fissures(three_c
     options = {"lobe_method": "lungmask"}
     # wait (default): every case runs on the GPU worker (and fails there: this machine has no weights)
     rows = run_batch(three_cases, tmp_path / "wait", options=options, report=lambda line: None, scheduler=scheduler)
-    log = (tmp_path / "wait" / "batch.log").read_text()
+    log = (tmp_path / "wait" / "batch.log").read_text(encoding="utf-8")
     workers = re.findall(r"p\d: started on (\S+) ", log)
     assert len(workers) == 3 and set(workers) == {gpu_worker}, log
     assert all("lungmask weights" in row["status"] for row in rows)
     # fissures: CPU-only workers take the weight-free path, recorded in the cohort table
     rows = run_batch(three_cases, tmp_path / "fissures", options=options, report=lambda line: None,
                      scheduler=scheduler, cpu_lobes="fissures")
-    log = (tmp_path / "fissures" / "batch.log").read_text()
+    log = (tmp_path / "fissures" / "batch.log").read_text(encoding="utf-8")
     on = dict(re.findall(r"(p\d): started on (\S+) ", log))
     done = [row for row in rows if row["status"] == "done"]
     assert done and all(on[row["case_id"]] != gpu_worker and row["lobe_method"] == "fissures" for row in done)
@@ -197,7 +198,7 @@ def test_memory_per_case_limits_the_local_workers_and_bad_options_are_named(thre
     process = batch_process(manifest, "--out", out, "--workers", "2", "--memory-per-case", big)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
-    log = (out / "batch.log").read_text()
+    log = (out / "batch.log").read_text(encoding="utf-8")
     assert "memory: 2 workers asked, 1 fit" in log and "dask: 1 workers" in log
     for option, value, message in (("--memory-per-case", "lots", "is not a size"),
                                    ("--memory-per-case", "1kB", "between 50 MB"),

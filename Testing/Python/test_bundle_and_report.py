@@ -29,7 +29,7 @@ from DPOScoringLib.scoring import score_reading
 
 def dpo_score(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "DPOScoringLib", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, encoding="utf-8", timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_bundle_holds_every_file_and_its_provenance(bundle):
     out, phantom = bundle
     for name in BUNDLE_FILES + ("report.html",):
         assert (out / name).is_file(), name
-    provenance = json.loads((out / "provenance.json").read_text())
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     assert provenance["input"]["sha256"] == sha256_of_files([phantom.paths["ct"]])
     assert provenance["reader"] == "reader-7" and provenance["software"]["version"]
     assert provenance["parameters"]["detection"]["seed_hu"] == 300.0
@@ -66,14 +66,14 @@ def test_bundle_round_trip_with_independent_readers(bundle):
     segmentation = slicerio.read_segmentation(str(out / "lobes.seg.nrrd"))  # Slicer's own reader package
     assert [s["name"] for s in segmentation["segments"]][4] == "lingula"
     assert np.array_equal(segmentation["voxels"].transpose(2, 1, 0), labelmap)
-    reading = json.loads((out / "reading.json").read_text())
-    rows = list(csv.DictReader(io.StringIO((out / "findings.csv").read_text())))
+    reading = json.loads((out / "reading.json").read_text(encoding="utf-8"))
+    rows = list(csv.DictReader(io.StringIO((out / "findings.csv").read_text(encoding="utf-8"))))
     assert [r["id"] for r in rows] == [f["id"] for f in reading["findings"]]
     assert all(r["status"] == "pending" for r in rows)
     table = pandas.read_csv(out / "findings.csv")
     assert list(table["id"]) == [f["id"] for f in reading["findings"]]
     assert np.allclose(table[["x_lps", "y_lps", "z_lps"]].to_numpy(), [f["lps"] for f in reading["findings"]])
-    scores = json.loads((out / "scores.json").read_text())
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
     recomputed = score_reading(parse_reading(reading))
     assert {k: v for k, v in scores.items() if k != "lobe_volumes_ml"} == json.loads(json.dumps(recomputed))
 
@@ -88,7 +88,7 @@ def test_bundle_markups_load_in_slicer_with_statuses(bundle):
     storage = scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
     storage.SetFileName(str(out / "candidates.mrk.json"))
     assert storage.ReadData(markups)
-    reading = json.loads((out / "reading.json").read_text())
+    reading = json.loads((out / "reading.json").read_text(encoding="utf-8"))
     records = DPOScoringMRMLLogic(scene).records(markups)
     assert [r["id"] for r in records] == [f["id"] for f in reading["findings"]]
     assert all(r["status"] == "pending" for r in records) and markups.GetNthControlPointLocked(0)
@@ -97,15 +97,15 @@ def test_bundle_markups_load_in_slicer_with_statuses(bundle):
 
 def test_existing_bundle_is_never_overwritten_silently(bundle):
     out, phantom = bundle
-    before = (out / "provenance.json").read_text()
+    before = (out / "provenance.json").read_text(encoding="utf-8")
     result = dpo_score("run", phantom.paths["ct"], "--out", out, "--quiet")
     assert result.returncode == 2 and "already holds a bundle" in result.stderr
-    assert (out / "provenance.json").read_text() == before
+    assert (out / "provenance.json").read_text(encoding="utf-8") == before
 
 
 def test_run_ends_with_the_scores_summary_and_progress_names_the_stages(run_result):
     out, _, result = run_result
-    scores = json.loads((out / "scores.json").read_text())
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
     pending = scores["findings"]["pending"]
     assert pending > 0
     first = result.stdout.splitlines()[0]
@@ -126,9 +126,9 @@ def test_quiet_run_prints_nothing(phantom_2mm, tmp_path):
 
 def test_report_is_self_contained(bundle):
     out, _ = bundle
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
-    reading = json.loads((out / "reading.json").read_text())
+    reading = json.loads((out / "reading.json").read_text(encoding="utf-8"))
     assert len(sources) == 4 + len(reading["findings"])  # 3 axial, coronal MIP, gallery (the chart is SVG)
     for source in sources:
         assert source.startswith("data:image/png;base64,")
@@ -145,6 +145,7 @@ def test_report_renders_in_headless_chromium(bundle, tmp_path):
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     dom = subprocess.run(flags + ["--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True,
+                         encoding="utf-8",
                          timeout=120).stdout
     loaded = re.search(r'data-images="(\d+) loaded, (\d+) broken"', dom)
     assert loaded and int(loaded.group(1)) > 5 and loaded.group(2) == "0"
@@ -197,7 +198,7 @@ def check_rendered_text(dom: str, out):
     parser = _Text()
     parser.feed(dom)
     text = parser.text
-    reading = json.loads((out / "reading.json").read_text())
+    reading = json.loads((out / "reading.json").read_text(encoding="utf-8"))
     findings = reading["findings"]
     assert f"PROVISIONAL: reader reader-7, {len(findings)} pending" in text  # nothing decided yet
     assert re.search(r"ILD extent \(0-18\)\s*not assessed", text)

@@ -24,7 +24,7 @@ def thick_phantom(tmp_path_factory):
 
 def detect(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "DPOScoringLib", "detect", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
 
 
 def test_detect_writes_candidates_with_provenance_and_warnings(thick_phantom, tmp_path):
@@ -64,7 +64,7 @@ def test_existing_output_is_never_overwritten_silently(thick_phantom, tmp_path):
     out.write_text("the reader's own file")
     result = detect(thick_phantom["ct"], "--out", out, "--quiet")
     assert result.returncode == 2 and "already exists" in result.stderr
-    assert out.read_text() == "the reader's own file"
+    assert out.read_text(encoding="utf-8") == "the reader's own file"
 
 
 def test_lobe_map_on_another_grid_is_refused(thick_phantom, tmp_path):

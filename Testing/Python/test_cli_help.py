@@ -56,7 +56,7 @@ def test_same_argument_same_description_everywhere():
 def test_rendered_help_shows_what_the_issue_found_missing():
     def render(*argv):
         return subprocess.run([sys.executable, "-m", "DPOScoringLib", *argv, "--help"], capture_output=True,
-                              text=True, timeout=60).stdout.replace("\n", " ")
+                              text=True, encoding="utf-8", timeout=60).stdout.replace("\n", " ")
 
     def squeeze(text):
         return " ".join(text.split())

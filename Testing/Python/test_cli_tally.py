@@ -15,7 +15,7 @@ from reading_builders import reading_doc
 
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "DPOScoringLib", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+                          capture_output=True, text=True, encoding="utf-8", cwd=cwd, timeout=120)
 
 
 def write(tmp_path, doc, name="reading.json"):
@@ -76,12 +76,12 @@ def test_tally_out_is_atomic_and_never_overwrites_silently(tmp_path):
     path = write(tmp_path, reading_doc({"RUL": 1}))
     out = tmp_path / "scores.json"
     assert run_cli("tally", path, "--out", out).returncode == 0
-    first = out.read_text()
+    first = out.read_text(encoding="utf-8")
     again = run_cli("tally", path, "--out", out, "--def1", "total")
     assert again.returncode == 2 and "already exists" in again.stderr
-    assert out.read_text() == first
+    assert out.read_text(encoding="utf-8") == first
     assert run_cli("tally", path, "--out", out, "--force", "--def1", "total").returncode == 0
-    assert json.loads(out.read_text())["policy"]["def1"] == "total"
+    assert json.loads(out.read_text(encoding="utf-8"))["policy"]["def1"] == "total"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 

@@ -61,7 +61,7 @@ def analysed(batch_table, tmp_path_factory):
 
 
 def test_reads_the_batch_table_and_leaves_out_failed_cases(analysed):
-    doc = json.loads((analysed / "stats.json").read_text())
+    doc = json.loads((analysed / "stats.json").read_text(encoding="utf-8"))
     assert doc["schema"] == "dpo-cohort-stats/1"
     assert doc["cohort"]["n"] == 60 and doc["cohort"]["left_out"] == {"case not scored (status failed)": 1}
     assert {"dpo_def1", "dpo_def2", "sex", "honeycombing"} <= set(doc["cohort"]["binary"])
@@ -79,7 +79,7 @@ def test_reads_the_batch_table_and_leaves_out_failed_cases(analysed):
 
 
 def test_second_reader_kappa_per_definition_and_icc_per_lobe_and_case(analysed):
-    doc = json.loads((analysed / "stats.json").read_text())
+    doc = json.loads((analysed / "stats.json").read_text(encoding="utf-8"))
     readers = [a for a in doc["analyses"] if a["analysis"] == "agreement" and a["groups"] == ["reader 1", "reader 2"]]
     kappas = {a["variable"] for a in readers if "kappa" in a}
     assert kappas == {"dpo_def1", "dpo_def2"}
@@ -104,7 +104,7 @@ class _Links(HTMLParser):
 
 
 def test_tables_html_is_self_contained_with_tables_1_to_4_and_the_figure(analysed):
-    html = (analysed / "tables.html").read_text()
+    html = (analysed / "tables.html").read_text(encoding="utf-8")
     parser = _Links()
     parser.feed(html)
     assert all(url.startswith(("data:", "#")) for url in parser.urls), parser.urls
@@ -113,7 +113,7 @@ def test_tables_html_is_self_contained_with_tables_1_to_4_and_the_figure(analyse
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == (analysed / "threshold-curve.png").read_bytes()
     for title in ("Table 1.", "Table 2.", "Table 3.", "Table 4.", "Inter-reader agreement"):
         assert title in html
-        assert title in (analysed / "tables.md").read_text()
+        assert title in (analysed / "tables.md").read_text(encoding="utf-8")
     assert "Non-IPF (n = 30)" in html and "IPF (n = 30)" in html
 
 
@@ -169,6 +169,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     table, out, argv = _bad(tmp_path, _small_paper_rows(), "--group", "nope")
     result = subprocess.run([sys.executable, "-m", "DPOScoringLib", *argv], capture_output=True, text=True,
+                            encoding="utf-8",
                             timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
@@ -184,7 +185,7 @@ def test_sample_is_stratified_reproducible_and_listed(tmp_path, capsys):
     assert lines[0] == "case_id,stratum" and len(lines) == 101
     strata = [line.split(",")[1] for line in lines[1:]]
     assert (strata.count("IPF"), strata.count("NSIP"), strata.count("HP")) == (51, 27, 22)
-    assert (tmp_path / "s.csv").read_text() == first.out
+    assert (tmp_path / "s.csv").read_text(encoding="utf-8") == first.out
     assert main(argv) == 0 and capsys.readouterr().out == first.out
     assert main(argv[:-1] + ["8"]) == 0 and capsys.readouterr().out != first.out
 
@@ -211,7 +212,7 @@ def test_a_tiny_cohort_with_no_positive_still_gives_every_file(tmp_path):
              "ans": "0", "age": str(50 + i), "sex": "MF"[i % 2]} for i in range(6)]
     table = write_cohort(tmp_path / "tiny.csv", rows)
     assert main(["cohort", str(table), "--group", "diagnosis", "--out", str(tmp_path / "out")]) == 0
-    doc = json.loads((tmp_path / "out" / "stats.json").read_text())
+    doc = json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf-8"))
     assert find_prevalence(doc)["counts"]["all"] == {"positive": 0, "n": 6, "percent": 0.0}
     assert (tmp_path / "out" / "tables.html").is_file() and (tmp_path / "out" / "tables.md").is_file()
 
@@ -221,7 +222,7 @@ def find_prevalence(doc):
 
 
 def test_definition_variants_are_recomputed_from_the_per_lobe_counts(analysed, batch_table):
-    doc = json.loads((analysed / "stats.json").read_text())
+    doc = json.loads((analysed / "stats.json").read_text(encoding="utf-8"))
     assert doc["cohort"]["definition_variants"] == ["dpo_def1_total", "dpo_def2_lobe", "dpo_def2_each_lung"]
     rows = [r for r in batch_rows() if r["status"] == "done"]
     right, left = ("RUL", "RML", "RLL"), ("LUL", "LING", "LLL")
@@ -234,4 +235,4 @@ def test_definition_variants_are_recomputed_from_the_per_lobe_counts(analysed, b
     for name, expected in by_hand.items():
         entry = [a for a in doc["analyses"] if a["analysis"] == "prevalence" and a["variable"] == name][0]
         assert entry["counts"]["all"]["positive"] == expected, name
-    assert "Prevalence of DPO by definition and variant" in (analysed / "tables.html").read_text()
+    assert "Prevalence of DPO by definition and variant" in (analysed / "tables.html").read_text(encoding="utf-8")

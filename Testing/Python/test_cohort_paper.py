@@ -23,7 +23,7 @@ def run_cohort(tmp_path, rows, name, *options):
     table = write_cohort(tmp_path / f"{name}.csv", rows)
     out = tmp_path / name
     assert main(["cohort", str(table), "--out", str(out), *options]) == 0
-    return json.loads((out / "stats.json").read_text())
+    return json.loads((out / "stats.json").read_text(encoding="utf-8"))
 
 
 def find(doc, analysis, variable, groups=None):
@@ -42,7 +42,7 @@ def paper_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def paper(paper_folder):
-    return json.loads((paper_folder / "stats.json").read_text())
+    return json.loads((paper_folder / "stats.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -213,4 +213,4 @@ def test_results_biopsied_ipf_vs_nsip_and_hp_by_definition(tmp_path, biopsied_ro
     "| DPO according to definition 2 | 4.83 (2.91, 8.02) | <.001 | ... | ... |",
 ])
 def test_tables_md_prints_table1_and_table4_rows_in_the_papers_format(paper_folder, row):
-    assert row in (paper_folder / "tables.md").read_text()
+    assert row in (paper_folder / "tables.md").read_text(encoding="utf-8")

@@ -193,7 +193,7 @@ def test_cli_detect_bad_input_exits_2_without_traceback(tmp_path, make, phrase):
     make(path)
     command = [sys.executable, "-m", "DPOScoringLib", "detect", str(path), "--out", str(tmp_path / "c.json"),
                "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert result.returncode == 2
     assert phrase in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -15,13 +15,13 @@ from DPOScoringLib.phantom import truth_reach_mm
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "DPOScoringLib", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, encoding="utf-8", timeout=600)
 
 
 def expected_against_truth(folder):
     """Found / missed nodular POs and the truth's R/L counts, worked out from the files alone."""
-    truth = json.loads((folder / "phantom" / "truth.json").read_text())
-    candidates = json.loads((folder / "bundle" / "candidates.json").read_text())["candidates"]
+    truth = json.loads((folder / "phantom" / "truth.json").read_text(encoding="utf-8"))
+    candidates = json.loads((folder / "bundle" / "candidates.json").read_text(encoding="utf-8"))["candidates"]
     nodular = [f for f in truth["findings"] if f["kind"] == "nodular"]
 
     def found(f):
@@ -42,9 +42,9 @@ def test_demo_reports_against_the_planted_truth_and_reruns_in_its_own_folder(tmp
                  "bundle/reading.json", "bundle/scores.json", "bundle/provenance.json", "bundle/report.html",
                  "DPO-DEMO-OUTPUT.txt"):
         assert (out / name).is_file(), name
-    scores = json.loads((out / "bundle" / "scores.json").read_text())
+    scores = json.loads((out / "bundle" / "scores.json").read_text(encoding="utf-8"))
     assert scores["complete"] is True and scores["findings"]["pending"] == 0
-    provenance = json.loads((out / "bundle" / "provenance.json").read_text())
+    provenance = json.loads((out / "bundle" / "provenance.json").read_text(encoding="utf-8"))
     assert len(provenance["decisions"]) == scores["findings"]["confirmed"] + scores["findings"]["rejected"]
 
     text = result.stdout
@@ -67,7 +67,7 @@ def test_demo_reports_against_the_planted_truth_and_reruns_in_its_own_folder(tmp
     assert again.returncode == 0, again.stderr
     assert again.stdout == "" and again.stderr == ""
     assert not (out / "bundle" / "left-over.txt").exists() and (out / "bundle" / "report.html").is_file()
-    assert (out / "my-notes.txt").read_text() == "mine"
+    assert (out / "my-notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_demo_never_touches_a_folder_that_is_not_its_own(tmp_path):

@@ -78,14 +78,22 @@ def test_non_contrast_phantom_is_not_called_enhanced(phantom_1mm):
 
 
 def test_measurements_lobe_and_size(phantom_1mm):
-    errors = []
-    for f in visible_pos(phantom_1mm):
+    errors, wrong_lobe = [], []
+    pos = visible_pos(phantom_1mm)
+    for f in pos:
         c = phantom_1mm.match(f)
-        assert c.lobe == f["lobe"] and c.lung == f["lung"], f["id"]
+        assert c.lung == f["lung"], f["id"]
+        # the lobes come from the image (fissure method), not from the truth; the lingula has no
+        # fissure to see, and this phantom's lingula boundary is a height of its own making, so
+        # LING and LUL are one upper division here (the lingula split: test_lobes*.py, Docs/lobes.md)
+        upper = {"LING": "LUL"}
+        if upper.get(c.lobe, c.lobe) != upper.get(f["lobe"], f["lobe"]):
+            wrong_lobe.append((f["id"], f["lobe"], c.lobe))
         assert c.short_axis_mm <= c.long_axis_mm and c.volume_mm3 > 0 and c.slices >= 1
         assert c.peak_hu >= 300 and c.mean_hu < c.peak_hu and c.status == "pending"
         errors.append(c.short_axis_mm - f["diameter_mm"])
     assert abs(float(np.median(errors))) < 0.5, f"median short-axis error {np.median(errors):.2f} mm"
+    assert len(wrong_lobe) <= 0.1 * len(pos), wrong_lobe  # lobe Dice on fissure phantoms: Docs/lobes.md
 
 
 def test_pleural_zone_and_distance_against_truth(phantom_1mm):

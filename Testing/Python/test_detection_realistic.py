@@ -190,7 +190,7 @@ def test_cli_refuses_scan_without_lungs_in_one_line(phantom_variant, tmp_path):
     paths = phantom_variant("no-lungs")
     out = tmp_path / "candidates.json"
     result = subprocess.run([sys.executable, "-m", "DPOScoringLib", "detect", str(paths["ct"]), "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, encoding="utf-8", timeout=600)
     errors = [line for line in result.stderr.splitlines() if "no lungs" in line]
     assert result.returncode == 2 and errors, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not out.exists()

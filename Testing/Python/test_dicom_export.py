@@ -84,7 +84,7 @@ def write_ct_series(image: sitk.Image, folder: str | Path, description: str = "t
 
 def dpo_score(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "DPOScoringLib", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, encoding="utf-8", timeout=timeout)
 
 
 def slice_geometry(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -123,9 +123,9 @@ def dicom_case(tmp_path_factory):
     bundle = run_case(root / "series", root / "bundle", reader="reader-7", case_id="dicom-phantom", decide=reader,
                       dicom_out=True)
     return {"bundle": bundle, "series": series, "grid": written_grid, "root": root,
-            "reading": json.loads((bundle / "reading.json").read_text()),
-            "scores": json.loads((bundle / "scores.json").read_text()),
-            "provenance": json.loads((bundle / "provenance.json").read_text())}
+            "reading": json.loads((bundle / "reading.json").read_text(encoding="utf-8")),
+            "scores": json.loads((bundle / "scores.json").read_text(encoding="utf-8")),
+            "provenance": json.loads((bundle / "provenance.json").read_text(encoding="utf-8"))}
 
 
 def test_seg_voxels_equal_the_lobe_map(dicom_case):
@@ -303,7 +303,8 @@ def test_all_uids_reference_the_input_series(dicom_case):
                     reason="dciodvfy (Debian package dicom3tools) is not installed; `make test` installs it")
 def test_independent_validator_reports_no_errors(dicom_case):
     for name in ("lobes.dcm", "findings.dcm"):
-        result = subprocess.run(["dciodvfy", str(dicom_case["bundle"] / name)], capture_output=True, text=True)
+        result = subprocess.run(["dciodvfy", str(dicom_case["bundle"] / name)], capture_output=True, text=True,
+                                encoding="utf-8")
         lines = (result.stdout + result.stderr).splitlines()
         errors = [line for line in lines if line.startswith("Error")]
         assert not errors, f"{name}: {errors}"
@@ -456,10 +457,10 @@ def test_real_ct_slices_as_dicom_round_trip(tmp_path):
         except (KeyError, ValueError):
             pixels = np.zeros_like(expected[k])
         assert np.array_equal(pixels, expected[k]), f"slice {k}"
-    reading = json.loads((bundle / "reading.json").read_text())
+    reading = json.loads((bundle / "reading.json").read_text(encoding="utf-8"))
     groups = _groups(hd.sr.srread(bundle / "findings.dcm"))
     assert set(groups) == {f["id"] for f in reading["findings"] if f["status"] != "rejected"}
     if shutil.which("dciodvfy"):
         for name in ("lobes.dcm", "findings.dcm"):
-            run = subprocess.run(["dciodvfy", str(bundle / name)], capture_output=True, text=True)
+            run = subprocess.run(["dciodvfy", str(bundle / name)], capture_output=True, text=True, encoding="utf-8")
             assert not [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]

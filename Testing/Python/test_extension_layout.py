@@ -30,7 +30,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_extension_metadata_is_complete():
-    text = (REPO / "CMakeLists.txt").read_text()
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS",
                 "DEPENDS"):
         match = re.search(rf'set\(EXTENSION_{key} "([^"]*)"\)', text)
@@ -38,7 +38,7 @@ def test_extension_metadata_is_complete():
     # a category the ExtensionsIndex accepts (ACCEPTED_EXTENSION_CATEGORIES of its
     # scripts/check_description_files.py; SlicerLungCTAnalyzer's), the same in the module
     assert 'set(EXTENSION_CATEGORY "Chest Imaging Platform")' in text
-    assert '"Chest Imaging Platform")]' in (MODULE / "DPOScoring.py").read_text()
+    assert '"Chest Imaging Platform")]' in (MODULE / "DPOScoring.py").read_text(encoding="utf-8")
     assert "cmake_minimum_required(VERSION 3.16.3...3.28.0 FATAL_ERROR)" in text
     assert "add_subdirectory(DPOScoring)" in text
     for key in ("HOMEPAGE", "ICONURL", "SCREENSHOTURLS"):
@@ -51,7 +51,7 @@ def test_icons_exist_with_expected_size():
 
 
 def test_every_cmake_listed_file_exists_and_every_script_and_resource_is_listed():
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     scripts = cmake_list(text, "MODULE_PYTHON_SCRIPTS")
     resources = cmake_list(text, "MODULE_PYTHON_RESOURCES")
     for item in scripts + resources:
@@ -68,7 +68,7 @@ def test_every_cmake_listed_file_exists_and_every_script_and_resource_is_listed(
 def test_ui_parses_and_every_widget_the_code_names_exists():
     tree = ET.parse(MODULE / "Resources" / "UI" / "DPOScoring.ui")
     names = {w.get("name") for w in tree.iter("widget")}
-    code = (MODULE / "DPOScoring.py").read_text()
+    code = (MODULE / "DPOScoring.py").read_text(encoding="utf-8")
     used = set(re.findall(r"self\.ui\.(\w+)", code))
     assert used, "the widget names no ui element"
     assert used <= names, f"named in code but missing in .ui: {used - names}"
@@ -78,7 +78,7 @@ def test_ui_parameter_names_match_the_parameter_node():
     tree = ET.parse(MODULE / "Resources" / "UI" / "DPOScoring.ui")
     bound = {prop.find("string").text for prop in tree.iter("property")
              if prop.get("name") == "SlicerParameterName"}
-    module = ast.parse((MODULE / "DPOScoring.py").read_text())
+    module = ast.parse((MODULE / "DPOScoring.py").read_text(encoding="utf-8"))
     node_class = next(n for n in module.body if isinstance(n, ast.ClassDef)
                       and n.name == "DPOScoringParameterNode")
     fields = {n.target.id for n in node_class.body if isinstance(n, ast.AnnAssign)}
@@ -86,14 +86,14 @@ def test_ui_parameter_names_match_the_parameter_node():
 
 
 def test_module_has_module_widget_logic_and_test_classes():
-    module = ast.parse((MODULE / "DPOScoring.py").read_text())
+    module = ast.parse((MODULE / "DPOScoring.py").read_text(encoding="utf-8"))
     classes = {n.name for n in module.body if isinstance(n, ast.ClassDef)}
     assert {"DPOScoring", "DPOScoringWidget", "DPOScoringLogic", "DPOScoringTest",
             "DPOScoringParameterNode"} <= classes
 
 
 def imported_top_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -113,7 +113,7 @@ def test_core_layering(path):
 
 def test_core_files_stay_short():
     for path in [*LIB.rglob("*.py"), MODULE / "DPOScoring.py"]:
-        lines = len(path.read_text().splitlines())
+        lines = len(path.read_text(encoding="utf-8").splitlines())
         assert lines <= 650, f"{path.name} has {lines} lines"
 
 
@@ -130,7 +130,7 @@ def test_module_imports_need_only_what_slicer_ships():
         "            raise ImportError(f'{name} is not in Slicer by default')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import ast, pathlib\n"
-        f"tree = ast.parse(pathlib.Path({str(MODULE / 'DPOScoring.py')!r}).read_text())\n"
+        f"tree = ast.parse(pathlib.Path({str(MODULE / 'DPOScoring.py')!r}).read_text(encoding='utf-8'))\n"
         "for node in tree.body:\n"
         "    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('DPOScoringLib'):\n"
         "        importlib = __import__('importlib')\n"
@@ -138,5 +138,5 @@ def test_module_imports_need_only_what_slicer_ships():
         "        [getattr(module, alias.name) for alias in node.names]\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

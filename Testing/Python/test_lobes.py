@@ -111,7 +111,7 @@ def test_points_file_round_trip_and_errors(tmp_path, phantom):
     path = save_points(tmp_path / "points.json", points)
     loaded = load_points(path)
     assert set(loaded) == set(points) and np.allclose(loaded["RO"], points["RO"], atol=1e-3)
-    document = json.loads(path.read_text())
+    document = json.loads(path.read_text(encoding="utf-8"))
     document["fissures"]["XX"] = {"points": [[0, 0, 0]] * 3}
     path.write_text(json.dumps(document))
     with pytest.raises(DPOInputError, match="fissures.XX: unknown fissure"):
@@ -239,7 +239,7 @@ def test_cli_lobes_fissures_writes_segmentation_and_points(tmp_path, phantom_1mm
     out = tmp_path / "lobes.seg.nrrd"
     result = subprocess.run([sys.executable, "-m", "DPOScoringLib", "lobes", str(phantom_1mm.paths["ct"]),
                              "--out", str(out), "--points-out", str(tmp_path / "p.json"), "--quiet"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "lobe volumes (ml): RUL" in result.stderr
     assert set(load_points(tmp_path / "p.json")) == set(FISSURES)

@@ -155,7 +155,7 @@ def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, 
     sitk.WriteImage(lungs_image, str(lungs_path))
     out = tmp_path / "lobes.nrrd"
     run = subprocess.run([sys.executable, "-m", "DPOScoringLib", "lobes", str(ct_path), "--lungs", str(lungs_path),
-                          "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+                          "--out", str(out), "--quiet"], capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert run.returncode == 0, run.stderr
     assert "fissures supported by the image: RO" in run.stderr
     written = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
@@ -164,6 +164,7 @@ def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, 
     sitk.WriteImage(lungs_image[:-4, :, :], str(small))
     refused = tmp_path / "refused.nrrd"
     run = subprocess.run([sys.executable, "-m", "DPOScoringLib", "lobes", str(ct_path), "--lungs", str(small),
-                          "--out", str(refused), "--quiet"], capture_output=True, text=True, timeout=120)
+                          "--out", str(refused), "--quiet"], capture_output=True, text=True, encoding="utf-8",
+                              timeout=120)
     assert run.returncode == 2 and "--lungs" in run.stderr and "Traceback" not in run.stderr
     assert not refused.exists()

@@ -86,7 +86,7 @@ def test_cli_missing_weights_fails_fast(tmp_path, small_ct):
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "DPOScoringLib", "lobes", str(path), "--method", "lungmask",
                              "--weights", str(tmp_path), "--out", str(tmp_path / "lobes.nrrd"), "--quiet"],
-                            capture_output=True, text=True, timeout=60, env=env)
+                            capture_output=True, text=True, encoding="utf-8", timeout=60, env=env)
     elapsed = time.monotonic() - started
     assert result.returncode == 2 and "unet_ltrclobes-3a07043d.pth" in result.stderr
     assert "Traceback" not in result.stderr and elapsed < 10.0

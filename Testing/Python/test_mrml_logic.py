@@ -89,7 +89,7 @@ def test_decisions_update_tallies_like_the_core_engine_and_are_autosaved(review)
     assert table.GetNumberOfRows() == 6 and table.GetCellText(5, 3) == "yes"  # LLL dendriform
     assert int(table.GetCellText(2, 1)) == expected["nnpol"]["RLL"]
     assert expected["separately_recorded"]["granuloma"]["total"] == 1
-    saved = json.loads((folder / "reading.json").read_text())
+    saved = json.loads((folder / "reading.json").read_text(encoding="utf-8"))
     assert len(saved["decisions"]) == len(nodular) + 4 and saved["lobes"]["LLL"]["dendriform"] is True
     with pytest.raises(Exception, match="status"):
         logic.decide(markups, 0, "reader-1", status="maybe")

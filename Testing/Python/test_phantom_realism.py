@@ -15,7 +15,8 @@ from DPOScoringLib.phantom import PhantomSpec
 def read(paths):
     ct = sitk.ReadImage(str(paths["ct"]))
     lungs = sitk.GetArrayFromImage(sitk.ReadImage(str(paths["lungs"])))
-    return ct, sitk.GetArrayFromImage(ct).astype(np.float32), lungs, json.loads(paths["truth"].read_text())
+    truth = json.loads(paths["truth"].read_text(encoding="utf-8"))
+    return ct, sitk.GetArrayFromImage(ct).astype(np.float32), lungs, truth
 
 
 def voxel_of(ct, lps):

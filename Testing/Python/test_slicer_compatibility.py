@@ -176,7 +176,7 @@ def _name_of(parts: list[str]) -> str | None:
 
 
 def used_names(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Call)):
@@ -205,7 +205,7 @@ def test_names_missing_from_slicer_5_8_are_guarded_with_a_fallback():
         if versions and "v5.8.0" not in versions:
             assert name in GUARDED, f"{name} is not in Slicer 5.8 and has no fallback"
             assert GUARDED[name] in TABLE and "v5.8.0" in TABLE[GUARDED[name]][2]
-    code = (MODULE / "DPOScoringLib" / "slicer_dependencies.py").read_text()
+    code = (MODULE / "DPOScoringLib" / "slicer_dependencies.py").read_text(encoding="utf-8")
     assert 'hasattr(packaging, "pip_ensure")' in code and "except ImportError" in code
     assert "slicer_module.util.pip_install(" in code
 
@@ -213,7 +213,7 @@ def test_names_missing_from_slicer_5_8_are_guarded_with_a_fallback():
 def test_connected_signals_are_known():
     used = set()
     for path in FILES:
-        used |= set(SIGNATURE.findall(path.read_text()))
+        used |= set(SIGNATURE.findall(path.read_text(encoding="utf-8")))
     assert used and used <= SIGNALS, used - SIGNALS
 
 
@@ -235,7 +235,8 @@ def test_table_against_slicer_source():
     source = os.environ.get("DPO_SLICER_SOURCE")
     if not source:
         pytest.skip("set DPO_SLICER_SOURCE to a Slicer git repository to check the table against its tags")
-    tags = set(subprocess.run(["git", "-C", source, "tag"], capture_output=True, text=True).stdout.split())
+    tags = set(subprocess.run(["git", "-C", source, "tag"], capture_output=True, text=True,
+                              encoding="utf-8").stdout.split())
     missing_tags = [tag for tag in TAGS if tag not in tags]
     assert not missing_tags, f"{source} lacks {missing_tags}"
     cache: dict[tuple[str, str], str] = {}
@@ -244,7 +245,7 @@ def test_table_against_slicer_source():
         where = MOVED.get(where, {}).get(tag, where)
         if (tag, where) not in cache:
             cache[(tag, where)] = _compact(subprocess.run(["git", "-C", source, "show", f"{tag}:{where}"],
-                                                          capture_output=True, text=True).stdout)
+                                                          capture_output=True, text=True, encoding="utf-8").stdout)
         return cache[(tag, where)]
 
     problems = []
@@ -261,7 +262,7 @@ def test_everything_slicer_loads_parses_as_python_3_9():
     """Slicer 5.8 ships Python 3.9.10 (SuperBuild/External_python.cmake at v5.8.0); 5.10 and 5.12
     ship 3.12.10. No ``match``, no parenthesised context managers, ... in any file Slicer loads."""
     for path in [MODULE / "DPOScoring.py", *sorted((MODULE / "DPOScoringLib").glob("*.py"))]:
-        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 9))
 
 
 def test_runtime_annotations_need_no_python_3_10():
@@ -269,7 +270,7 @@ def test_runtime_annotations_need_no_python_3_10():
     every module using it must have that import (the parameter node's annotations are evaluated by
     parameterNodeWrapper, so DPOScoring.py uses none)."""
     for path in [MODULE / "DPOScoring.py", *sorted((MODULE / "DPOScoringLib").glob("*.py"))]:
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
                      any(a.name == "annotations" for a in n.names) for n in tree.body)
         unions = [n for n in ast.walk(tree) if isinstance(n, (ast.AnnAssign, ast.arg, ast.FunctionDef))

@@ -30,7 +30,8 @@ from DPOScoringLib.mrml_module_logic import WORKER_BOOT, ModuleLogic  # noqa: E4
 
 def run_worker(arguments):
     """As the widget's QProcess: ``PythonSlicer -c WORKER_BOOT ARGUMENTS`` (here this Python)."""
-    process = subprocess.Popen([sys.executable, "-c", WORKER_BOOT, *arguments], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", WORKER_BOOT, *arguments], stderr=subprocess.PIPE, text=True,
+                               encoding="utf-8")
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-2000:]
     assert stderr.splitlines()[0] == f"[pid {process.pid}]"  # what Cancel kills is the computing process

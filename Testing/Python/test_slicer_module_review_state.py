@@ -67,7 +67,7 @@ def test_an_invalid_decision_is_refused_before_anything_is_written(fresh, phanto
             logic.decide(markups, 0, "reader-1", **change)
         assert logic.record(markups, 0) == record
         assert markups.GetAttribute("DPOScoring.DecisionLog") == log
-    parse_reading({k: v for k, v in json.loads((tmp_path / "reading.json").read_text()).items()
+    parse_reading({k: v for k, v in json.loads((tmp_path / "reading.json").read_text(encoding="utf-8")).items()
                    if k != "decisions"})  # the autosaved reading still loads
     logic.load_review(tmp_path)
 
@@ -87,7 +87,7 @@ def test_work_folders_are_private_and_removed_when_the_process_ends(tmp_path):
     )
     ct = _small_ct(tmp_path)
     result = subprocess.run([sys.executable, "-c", code, str(ct), str(tmp_path)], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, encoding="utf-8", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     folder, mode, size = result.stdout.split()
     assert mode == "0o700" and int(size) > 1000

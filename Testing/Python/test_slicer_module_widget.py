@@ -75,7 +75,7 @@ def detect_through_the_process_double(g, phantom):
     g.ui.detectButton.emit("clicked(bool)", False)
     process = double.Process.created[-1]
     out = Path(process.arguments[process.arguments.index("--out") + 1])
-    out.write_text(candidates_file(phantom, out.parent).read_text())
+    out.write_text(candidates_file(phantom, out.parent).read_text(encoding="utf-8"))
     process.write_stderr("[pid 999999]\n[ 50%] detecting\n")
     process.emit("finished(int,QProcess::ExitStatus)", 0, 0)
     double.run_timers()
@@ -113,7 +113,7 @@ def test_detect_runs_the_cli_in_an_owned_process_and_removes_its_work_folder(gui
     assert folder.is_dir() and oct(folder.stat().st_mode & 0o777) == "0o700"
     assert not gui.ui.detectButton.enabled and gui.ui.cancelButton.enabled
     out = folder / "candidates.json"
-    out.write_text(candidates_file(phantom_1mm, folder).read_text())
+    out.write_text(candidates_file(phantom_1mm, folder).read_text(encoding="utf-8"))
     process.write_stderr("[pid 4242]\n[ 40%] measuring candidates\n")
     assert gui.widget._worker["pid"] == 4242 and gui.ui.progressBar.value == 40
     process.emit("finished(int,QProcess::ExitStatus)", 0, 0)
