@@ -162,7 +162,7 @@ def test_decisions_reach_the_logic_in_order_and_policy_changes_refresh_with_the_
     calls.clear()
     policies = []
     original = logic.mrml.update_results
-    logic.mrml.update_results = lambda m, t=None, p=None: policies.append(p) or original(m, t, p)
+    logic.mrml.update_results = lambda m, t=None, p=None, r=None: policies.append(p) or original(m, t, p, r)
     other = next(text for text, _ in gui.ui.def1ComboBox._items if text != gui.ui.def1ComboBox.currentText)
     gui.ui.def1ComboBox.choose(other)
     assert policies and policies[-1].def1 == other  # the refresh saw the value just chosen
