@@ -44,6 +44,16 @@ def source_files(volume, file_for_instance) -> list[str]:
     return files
 
 
+def require_highdicom_in_slicer() -> None:
+    """highdicom (the ``dicom`` extra) is not among the packages the module installs: 0.28 needs
+    Python >= 3.10, which Slicer 5.10 and 5.12 have (3.12) and 5.8 has not (3.9)."""
+    try:
+        import highdicom  # noqa: F401
+    except ImportError:
+        raise DPOInputError(WHAT, "needs the highdicom package in Slicer's Python (Slicer 5.10 or later): run "
+                            "slicer.util.pip_install('highdicom>=0.28') in the Python console") from None
+
+
 def export_review_dicom(mrml, volume, segmentation, markups, folder, file_for_instance, policy=None,
                         reader: str = "", lobe_method: str = "fissures") -> list[Path]:
     """``lobes.dcm`` and ``findings.dcm`` of the review into ``folder`` (created); refuses before
@@ -55,6 +65,7 @@ def export_review_dicom(mrml, volume, segmentation, markups, folder, file_for_in
     from .reading import parse_reading
     from .scoring import score_reading
 
+    require_highdicom_in_slicer()
     files = source_files(volume, file_for_instance)
     if segmentation is None:
         raise DPOInputError(WHAT, "needs the lobes: compute or import them first")

@@ -145,3 +145,13 @@ def test_export_is_offered_only_with_lobes_and_a_review(dicom_review):
     with pytest.raises(DPOInputError, match="needs the lobes"):
         r.logic.exportDicom(no_lobes, r.root / "no-lobes", r.database.fileForInstance)
     assert not (r.root / "no-lobes").exists()
+
+
+def test_without_highdicom_the_export_says_how_to_install_it_and_writes_nothing(dicom_review, monkeypatch):
+    import sys
+
+    r = dicom_review
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as a Slicer without the package: import fails
+    with pytest.raises(DPOInputError, match=r"highdicom.*pip_install\('highdicom>=0.28'\)") as error:
+        r.logic.exportDicom(r.node, r.root / "no-highdicom", r.database.fileForInstance)
+    assert "\n" not in str(error.value) and not (r.root / "no-highdicom").exists()
