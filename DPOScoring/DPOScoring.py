@@ -146,6 +146,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.candidatesTableView.connect("clicked(QModelIndex)", self.onTableClicked)
         self.ui.saveReviewButton.connect("clicked(bool)", self.onSaveReview)
         self.ui.openReviewButton.connect("clicked(bool)", self.onOpenReview)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.lobeAssessmentTable.connect("itemChanged(QTableWidgetItem*)", self.onAssessmentChanged)
         # Definition 1/2 and the dendriform policy: refreshed by _onParameterNodeModified, i.e. after
         # the GUI connector stored the value. Shortcuts: without a main window (--no-main-window), on the panel.
@@ -262,6 +263,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.nextButton, self.ui.addPointButton, self.ui.saveReviewButton):
             button.enabled = hasCandidates
         self.ui.cancelButton.enabled = busy
+        self.ui.exportDicomButton.enabled = self.logic.canExportDicom(node)
         if node and has_value(node.reviewFolder):
             self.logic.mrml.review_folder = Path(node.reviewFolder)
 
@@ -516,6 +518,21 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to save the review."), waitCursor=True):
             self.logic.mrml.save_review(node.candidates, folder)
             slicer.util.showStatusMessage(_("Review saved in {folder}").format(folder=folder), 3000)
+
+    def onExportDicom(self) -> None:
+        """lobes.dcm, findings.dcm into REVIEW FOLDER/dicom, then into Slicer's DICOM database (PACS from there)."""
+        node = self._parameterNode
+        base = str(node.reviewFolder) if has_value(node.reviewFolder) else \
+            qt.QFileDialog.getExistingDirectory(None, _("Review folder (the DICOM files go into its dicom/)"))
+        if not base:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to export to DICOM."), waitCursor=True):
+            folder = self.logic.exportDicom(node, base, slicer.dicomDatabase.fileForInstance)
+            import DICOMLib  # Slicer's DICOM module (Qt/CTK): only when exporting
+
+            if not DICOMLib.DICOMUtils.importDicom(folder):
+                raise RuntimeError(_("Written in {folder}, but not added to the DICOM database.").format(folder=folder))
+            slicer.util.showStatusMessage(_("DICOM SEG and SR written in {folder}").format(folder=folder), 5000)
 
 
 class DPOScoringLogic(ScriptedLoadableModuleLogic, ModuleLogic):

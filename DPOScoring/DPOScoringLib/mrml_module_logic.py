@@ -207,3 +207,22 @@ class ModuleLogic:
         _scores, table = self.mrml.update_results(parameterNode.candidates, parameterNode.resultsTable,
                                                   self.policyFrom(parameterNode), parameterNode.readerId or "")
         return table.GetAttribute("DPOScoring.Banner")
+
+    # --- DICOM ------------------------------------------------------------------------------------
+    @staticmethod
+    def canExportDicom(parameterNode) -> bool:
+        """Export to DICOM is offered for a review with lobes of a CT loaded from Slicer's DICOM database."""
+        from .mrml_dicom import is_dicom_volume
+
+        node = parameterNode
+        return bool(node and node.candidates and node.lobeSegmentation and is_dicom_volume(node.inputVolume))
+
+    def exportDicom(self, parameterNode, reviewFolder, fileForInstance) -> str:
+        """``lobes.dcm`` and ``findings.dcm`` of the review into ``reviewFolder``/dicom (``mrml_dicom``),
+        that folder returned; ``fileForInstance``: the DICOM database's UID -> file lookup."""
+        from .mrml_dicom import export_review_dicom
+
+        node, folder = parameterNode, os.path.join(str(reviewFolder), "dicom")
+        export_review_dicom(self.mrml, node.inputVolume, node.lobeSegmentation, node.candidates, folder,
+                            fileForInstance, self.policyFrom(node), node.readerId or "", node.lobeMethod)
+        return folder

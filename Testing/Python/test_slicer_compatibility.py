@@ -1,4 +1,4 @@
-"""Every ``slicer.*``, ``qt.*`` and ``ctk.*`` name the module uses is in a table of names checked
+"""Every ``slicer.*``, ``qt.*``, ``ctk.*`` and ``DICOMLib.*`` name the module uses is in a table of names checked
 against the oldest supported Slicer, 5.8 (and, where marked, against 5.10 and 5.12 too). A name
 used outside the table fails the test: add it only after checking it in Slicer's source.
 
@@ -34,6 +34,7 @@ UTIL = PY + "util.py"
 MARKUPS_LOGIC = "Modules/Loadable/Markups/Logic/vtkSlicerMarkupsLogic.h"
 SCENE = "Libs/MRML/Core/vtkMRMLScene.h"
 MARKUPS_NODE = "Modules/Loadable/Markups/MRML/vtkMRMLMarkupsNode.h"
+DICOM_BROWSER = "Modules/Scripted/DICOMLib/DICOMBrowser.py"
 
 TABLE = {
     # slicer.util (Base/Python/slicer/util.py)
@@ -81,6 +82,19 @@ TABLE = {
     "slicer.modules.segmentations": ("Modules/Loadable/Segmentations/qSlicerSegmentationsModule.h", "class", ALL),
     "slicer.modules.segmentations.logic": ("Modules/Loadable/Segmentations/qSlicerSegmentationsModule.h", "class",
                                            ALL),
+    # DICOM (Export to DICOM): the DICOM module sets slicer.dicomDatabase (a ctkDICOMDatabase, CTK);
+    # fileForInstance is CTK's, checked as Slicer's own DICOM browser calls it; DICOMLib is Slicer's
+    # scripted DICOM library (imports Qt/CTK, so the module imports it only when exporting)
+    "slicer.dicomDatabase": ("Modules/Scripted/DICOM/DICOM.py", "slicer.dicomDatabase = slicer.app.dicomDatabase()",
+                             ALL),
+    "slicer.dicomDatabase.fileForInstance": (DICOM_BROWSER, "slicer.dicomDatabase.fileForInstance(instance)", ALL),
+    "DICOMLib.DICOMUtils": ("Modules/Scripted/DICOMLib/__init__.py", "from .DICOMUtils import *", ALL),
+    "DICOMLib.DICOMUtils.importDicom": ("Modules/Scripted/DICOMLib/DICOMUtils.py",
+                                        "def importDicom(dicomDataDir, dicomDatabase=None, copyFiles=False)", ALL),
+    # not a name but a contract: the attribute Slicer's scalar volume plugin puts on a volume loaded
+    # from DICOM (its slices' SOP instance UIDs, space-separated), read by mrml_dicom.py
+    "attribute DICOM.instanceUIDs": ("Modules/Scripted/DICOMPlugins/DICOMScalarVolumePlugin.py",
+                                     'volumeNode.SetAttribute("DICOM.instanceUIDs", instanceUIDs)', ALL),
     # the scene
     "slicer.mrmlScene": (SCENE, "class VTK_MRML_EXPORT vtkMRMLScene", ALL),
     "slicer.mrmlScene.AddNewNodeByClass": (SCENE, "vtkMRMLNode* AddNewNodeByClass(std::string className", ALL),
@@ -163,11 +177,14 @@ def _name_of(parts: list[str]) -> str | None:
     """The table's granularity: module functions, class constants, scene methods, logic methods."""
     if parts[1].startswith("__"):
         return None  # Python's own attributes (slicer_module.__name__)
+    if parts[0] == "DICOMLib":
+        return re.sub(r"\(\)$", "", ".".join(parts[:3]))  # DICOMLib.DICOMUtils.importDicom
     if parts[:2] == ["slicer", "modules"]:
         depth = 5 if len(parts) >= 5 and parts[3] == "logic()" else 4 if len(parts) >= 4 else 3
         return re.sub(r"\(\)$", "", ".".join(parts[:depth]))
     if parts[0] == "slicer" and len(parts) > 2 and (parts[1] in ("util", "packaging", "i18n", "parameterNodeWrapper",
-                                                                  "ScriptedLoadableModule", "mrmlScene", "app")
+                                                                  "ScriptedLoadableModule", "mrmlScene", "app",
+                                                                  "dicomDatabase")
                                                     or parts[1].startswith("vtk") and parts[2][:1].isupper()):
         return re.sub(r"\(\)$", "", ".".join(parts[:3]))
     if parts[0] == "qt" and len(parts) > 2 and parts[1] in ("Qt", "QProcess") and parts[2][:1].isupper():
@@ -181,7 +198,7 @@ def used_names(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Call)):
             parts = _chain(node)
-            if parts and parts[0] in ("slicer", "qt", "ctk") and len(parts) > 1:
+            if parts and parts[0] in ("slicer", "qt", "ctk", "DICOMLib") and len(parts) > 1:
                 names.add(_name_of(parts))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("slicer", "qt", "ctk"):
             names |= {f"{node.module}.{alias.name}" for alias in node.names}
@@ -196,6 +213,7 @@ def used_names(path: Path) -> set[str]:
 def test_every_slicer_qt_ctk_name_the_module_uses_is_in_the_table():
     used = set().union(*(used_names(path) for path in FILES))
     assert len(used) > 40  # the collector sees the module's names
+    assert {"slicer.dicomDatabase.fileForInstance", "DICOMLib.DICOMUtils.importDicom"} <= used  # and DICOM's
     unknown = sorted(used - set(TABLE))
     assert not unknown, f"names not checked against Slicer 5.8 (add them to TABLE after checking): {unknown}"
 

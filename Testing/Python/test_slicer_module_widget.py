@@ -162,7 +162,7 @@ def test_decisions_reach_the_logic_in_order_and_policy_changes_refresh_with_the_
     calls.clear()
     policies = []
     original = logic.mrml.update_results
-    logic.mrml.update_results = lambda m, t=None, p=None: policies.append(p) or original(m, t, p)
+    logic.mrml.update_results = lambda m, t=None, p=None, r=None: policies.append(p) or original(m, t, p, r)
     other = next(text for text, _ in gui.ui.def1ComboBox._items if text != gui.ui.def1ComboBox.currentText)
     gui.ui.def1ComboBox.choose(other)
     assert policies and policies[-1].def1 == other  # the refresh saw the value just chosen
@@ -247,3 +247,71 @@ def test_the_in_slicer_self_test_runs_its_flow_headless(gui):
     assert candidates is not None and candidates.GetNumberOfControlPoints() > 5
     assert gui.scene.GetFirstNodeByName("DPO lobes").GetSegmentation().GetNumberOfSegments() == 6
     assert os.listdir(gui.work) == []  # its work folder removed
+
+
+class FakeDICOMDatabase:
+    """FAKE of ``slicer.dicomDatabase`` (ctkDICOMDatabase, made by Slicer's DICOM module; not in
+    slicer-core): ``fileForInstance`` from the UIDs this test wrote to their files."""
+
+    def __init__(self, files_by_uid):
+        self.files_by_uid = dict(files_by_uid)
+
+    def fileForInstance(self, uid):
+        return str(self.files_by_uid.get(uid, ""))
+
+
+def fake_dicomlib(imported, result=True):
+    """FAKE of Slicer's ``DICOMLib`` package (Qt/CTK, not in slicer-core): ``DICOMUtils.importDicom``
+    records the folder it was given and answers as Slicer's does (True, or False when indexing failed)."""
+    utils = types.SimpleNamespace(importDicom=lambda folder, dicomDatabase=None, copyFiles=False:
+                                  imported.append(folder) or result)
+    return types.SimpleNamespace(DICOMUtils=utils)
+
+
+def test_export_to_dicom_is_offered_for_a_dicom_ct_and_calls_the_logic(gui, phantom_1mm, tmp_path, monkeypatch):
+    from test_dicom_export import write_ct_series
+
+    from DPOScoringLib.mrml_dicom import INSTANCE_UIDS
+
+    button, node, mrml = gui.ui.exportDicomButton, gui.widget._parameterNode, gui.widget.logic.mrml
+    assert button._slots.get("clicked(bool)") and not button.enabled  # in the .ui, connected; no CT yet
+    run = phantom_1mm.run
+    document = json.loads(json.dumps(candidates_document(run.ct, run.result, run.warnings, run.sources,
+                                                         run.lung_volumes_ml)))
+    nrrd = mrml.load_volume(phantom_1mm.paths["ct"])
+    node.inputVolume = nrrd
+    node.lobeSegmentation = mrml.lobes_to_segmentation(phantom_1mm.lobe_result.lobes, mrml.volume_to_image(nrrd), nrrd)
+    node.candidates = mrml.candidates_to_markups(document)
+    assert not button.enabled  # lobes and a review, but the CT is not from DICOM
+    imported = []
+    monkeypatch.setitem(sys.modules, "DICOMLib", fake_dicomlib(imported))
+    series = write_ct_series(sitk.ReadImage(str(phantom_1mm.paths["ct"])), tmp_path / "series")
+    database = FakeDICOMDatabase(zip(series["sop"], series["files"]))
+    monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
+    node.reviewFolder = tmp_path / "review"
+    with pytest.raises(Exception, match="not loaded from Slicer's DICOM database"):  # clicked anyway: refused
+        button.emit("clicked(bool)", False)
+    assert "not loaded from Slicer's DICOM database" in double.ERRORS[-1]
+    assert len(double.ERRORS[-1].split("\n\n")[-1].splitlines()) == 1 and not imported  # one line, nothing else
+    assert not (tmp_path / "review" / "dicom").exists()
+
+    volume = mrml.load_volume(series["files"][0], "CT from DICOM")
+    volume.SetAttribute(INSTANCE_UIDS, " ".join(series["sop"]))  # as Slicer's DICOMScalarVolumePlugin does
+    node.inputVolume = volume
+    assert button.enabled
+    calls = []
+    Spy(gui.widget.logic, ["exportDicom"], calls)
+    errors = len(double.ERRORS)
+    button.emit("clicked(bool)", False)
+    assert [c[0] for c in calls] == ["exportDicom"]
+    given_node, review, lookup = calls[0][1]
+    assert given_node.inputVolume is volume and review == str(tmp_path / "review")
+    assert lookup == database.fileForInstance  # the DICOM database's lookup, not a copy of the files
+    assert imported == [str(tmp_path / "review" / "dicom")] and len(double.ERRORS) == errors
+    assert sorted(p.name for p in (tmp_path / "review" / "dicom").iterdir()) == ["findings.dcm", "lobes.dcm"]
+    # a failed import into the database is said, not hidden; the files already written stay
+    monkeypatch.setitem(sys.modules, "DICOMLib", fake_dicomlib(imported, result=False))
+    node.reviewFolder = tmp_path / "second"
+    with pytest.raises(RuntimeError):
+        button.emit("clicked(bool)", False)
+    assert "not added to the DICOM database" in double.ERRORS[-1]
