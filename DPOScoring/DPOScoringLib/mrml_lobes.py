@@ -161,6 +161,7 @@ class MRMLLobes:
         from .fissures import FISSURE_NAMES
         from .mrml_logic import LPS_TO_RAS
 
+        self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
         nodes = []
         for name, values in points.items():
             node = self.scene.GetFirstNodeByName(f"DPO fissure {name}") or \
@@ -207,12 +208,20 @@ class MRMLLobes:
         """Lobes from the lungs of ``segmentation`` and the scene's fissure points: a new node, or
         with ``in_place`` the same node's segments replaced. Nothing is changed when the
         segmentation holds no lobes or the result would be empty."""
-        from .fissures import assign_lobes
+        from .fissures import assign_lobes, update_lobes
 
         ct = self.checked_ct(volume)
         current = self.lobe_array(segmentation, volume)
         lungs = np.where(current > 3, 2, np.where(current > 0, 1, 0)).astype(np.uint8)
-        lobes = assign_lobes(lungs, ct.geometry, self.fissure_points())
+        points = self.fissure_points()
+        shown = getattr(self, "_shown_points", None)
+        if shown and set(shown) == set(points):
+            # only the voxels a moved surface swept change: the other fissures (fitted to the image,
+            # which their control points only approximate) and the reader's edits stay as they are
+            lobes, _ = update_lobes(current, lungs, ct.geometry, shown, points)
+        else:
+            lobes = assign_lobes(lungs, ct.geometry, points)
+        self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
         return self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
 
     def forget_scene_state(self) -> None:
@@ -220,5 +229,6 @@ class MRMLLobes:
         for node, tag in getattr(self, "_fissure_observers", {}).values():
             node.RemoveObserver(tag)
         self._fissure_observers = {}
+        self._shown_points = None
         self._lobe_cache_key = None
         self._lobe_cache = None

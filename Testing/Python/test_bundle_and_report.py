@@ -207,6 +207,9 @@ def check_rendered_text(dom: str, out):
     for f in findings:
         if f["kind"] == "nodular" and f.get("short_axis_mm", 0) < 4.0 and f["lobe"] in pending:
             pending[f["lobe"]] += 1
+    for f in findings:  # spec section 3: a lobe with dendriform PO counts no nodules (provisionally too)
+        if f["kind"] == "dendriform" and f["lobe"] in pending:
+            pending[f["lobe"]] = 0
     assert {code: bar["pending"] for code, bar in parser.bars.items()} == pending
     assert all(bar["counted"] == 0 for bar in parser.bars.values())  # nothing confirmed
     assert len(re.findall(r"definition [12]\s*(default|total|lobe|each-lung): ", text)) == 5
