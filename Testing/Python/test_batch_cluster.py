@@ -202,7 +202,7 @@ def test_memory_per_case_limits_the_local_workers_and_bad_options_are_named(thre
     assert "memory: 2 workers asked, 1 fit" in log and "dask: 1 workers" in log
     for option, value, message in (("--memory-per-case", "lots", "is not a size"),
                                    ("--memory-per-case", "1kB", "between 50 MB"),
-                                   ("--workers", "0", "at least 1")):
+                                   ("--workers", "0", "is outside 1 to 256")):
         bad = batch_process(manifest, "--out", tmp_path / "refused", option, value)
         _, stderr = bad.communicate(timeout=120)
         assert bad.returncode == 2 and option in stderr and message in stderr and "Traceback" not in stderr
