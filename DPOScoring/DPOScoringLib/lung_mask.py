@@ -28,7 +28,7 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from .airways import track_airways
-from .body_mask import body_component, inside_hull, outside_air_labels
+from .body_mask import body_hull, outside_air_labels
 from .errors import DPOInputError
 from .progress import Progress, ensure_progress
 from .voxel_boxes import bounding_box
@@ -105,7 +105,7 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     warnings: list[str] = []
     voxel_ml = float(np.prod(spacing)) / 1000.0
     progress.step(0.0, "finding the body")
-    hull = inside_hull(body_component(hu))
+    hull = body_hull(hu)
     progress.step(0.2, "finding air inside the body")
     labels = cc3d.connected_components(hu < AIR_HU, connectivity=6)
     outside = outside_air_labels(labels, hull)
@@ -118,9 +118,15 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
         raise DPOInputError("", f"no lungs in the field of view: air inside the body that looks like lung "
                                 f"totals {sum(counts[label] for label in kept) * voxel_ml:.0f} ml "
                                 f"(at least {MIN_LUNGS_ML:.0f} ml expected in a chest CT)")
-    inside_air = np.isin(labels, kept)
-    small_air = (labels > 0) & ~inside_air & ~np.isin(labels, list(outside))
-    inside_body = hull & ~np.isin(labels, list(outside))
+    is_kept = np.zeros(len(counts), dtype=bool)
+    is_kept[kept] = True
+    is_outside = np.zeros(len(counts), dtype=bool)
+    is_outside[list(outside)] = True
+    inside_air = is_kept[labels]
+    outside_air = is_outside[labels]
+    small_air = (labels > 0) & ~inside_air & ~outside_air
+    inside_body = hull & ~outside_air
+    del outside_air
     del labels, hull
     progress.step(0.45, "tracking the trachea and main bronchi")
     airway = track_airways(hu, inside_body, spacing)

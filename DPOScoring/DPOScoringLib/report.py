@@ -249,6 +249,17 @@ def _environment():
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
+def fissure_support(lobe_provenance: dict) -> list[tuple[str, str]]:
+    """(fissure, share of its surface supported by image evidence) for the fissure method's
+    lobes, in the order the reader checks them: least supported first."""
+    from .fissures import FISSURE_NAMES
+
+    fissures = lobe_provenance.get("fissures") or {}
+    shares = [(FISSURE_NAMES.get(name, name), float(item["confidence"])) for name, item in fissures.items()
+              if isinstance(item, dict) and item.get("confidence") is not None]
+    return [(name, f"{share:.0%}") for name, share in sorted(shares, key=lambda pair: pair[1])]
+
+
 def render_report(case_id: str, scores: dict, reading: dict, figures: dict, captions: dict, gallery: dict,
                   warnings: list[str], provenance: dict) -> str:
     findings = reading.get("findings", [])
@@ -280,6 +291,7 @@ def render_report(case_id: str, scores: dict, reading: dict, figures: dict, capt
         "gallery_limit": GALLERY_LIMIT,
         "colours": {k: _css(v) for k, v in COLOURS.items()} | {"separate": _css(SEPARATE_COLOUR)},
         "provenance": provenance,
+        "fissure_support": fissure_support(provenance.get("lobes") or {}),
     }
     return _environment().get_template("report.html.j2").render(**context)
 

@@ -201,6 +201,10 @@ def check_rendered_text(dom: str, out):
     reading = json.loads((out / "reading.json").read_text(encoding="utf-8"))
     findings = reading["findings"]
     assert f"PROVISIONAL: reader reader-7, {len(findings)} pending" in text  # nothing decided yet
+    fissures = json.loads((out / "provenance.json").read_text(encoding="utf-8"))["lobes"]["fissures"]
+    support = re.search(r"Fissures supported by the image .*?: (.*?)\.", text, re.S).group(1)
+    for item in fissures.values():  # every fissure with the share of it the image supports
+        assert f"{item['name']} {item['confidence']:.0%}" in " ".join(support.split())
     assert re.search(r"ILD extent \(0-18\)\s*not assessed", text)
     assert "counted (NNPOL)" in text and "confirmed, not counted: dendriform lobe" in text and "nodular POs" in text
     pending = {code: 0 for code in ("RUL", "RML", "RLL", "LUL", "LING", "LLL")}

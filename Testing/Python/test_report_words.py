@@ -143,3 +143,15 @@ def test_gallery_scale_bar_is_ten_millimetres(spacing):
     px_per_mm = 180 / ((2 * half + 1) * spacing[0])
     bar = max(longest_run(row) for row in white[-14:])
     assert abs(bar - 10.0 * px_per_mm) <= 2.0
+
+
+def test_fissure_support_lists_the_least_supported_fissure_first():
+    from DPOScoringLib.report import fissure_support
+
+    provenance = {"method": "fissures", "fissures": {
+        "RO": {"name": "right oblique fissure", "confidence": 0.09},
+        "LO": {"name": "left oblique fissure", "confidence": 0.64},
+        "RH": {"name": "right horizontal fissure", "confidence": 0.0}}}
+    assert fissure_support(provenance) == [("right horizontal fissure", "0%"), ("right oblique fissure", "9%"),
+                                           ("left oblique fissure", "64%")]
+    assert fissure_support({"method": "lungmask"}) == []
