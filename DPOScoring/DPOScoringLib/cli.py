@@ -38,7 +38,6 @@ from .safe_files import (
 # writes (measured: its candidates file 19 KB, the whole demo folder 15.6 MB); a label map is
 # estimated from its voxels (safe_files.expected_label_map_bytes).
 CANDIDATES_FILE_BYTES = 2 * 1024 * 1024
-DEMO_OUTPUT_BYTES = 60 * 1024 * 1024
 
 EXIT_SOME_CASES_FAILED = 1
 EXIT_BAD_INPUT = 2

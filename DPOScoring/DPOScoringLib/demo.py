@@ -25,11 +25,13 @@ import numpy as np
 from .errors import DPOInputError
 from .lobes import LOBE_CODES
 from .policy import DEFAULT_POLICY, ScoringPolicy
+from .safe_files import check_output_folder
 
 DEMO_MARKER = "DPO-DEMO-OUTPUT.txt"
 MARKER_FIRST_LINE = "This folder was written by `dpo-score demo`"
 DEMO_ENTRIES = ("phantom", "bundle", ".bundle.partial", ".bundle.replaced", DEMO_MARKER)
 READER = "simulated reader (phantom truth)"
+DEMO_OUTPUT_BYTES = 60 * 1024 * 1024  # measured: the whole demo folder 15.6 MB
 NEAR_MISS_FACTOR = 2.0  # a candidate within this x the match distance is reported as a near miss
 
 
@@ -46,6 +48,7 @@ def prepare_folder(folder: Path, force: bool = False) -> None:
     removed). Raises DPOInputError before anything is changed when the folder is someone else's."""
     if folder.exists() and not folder.is_dir():
         raise DPOInputError(str(folder), "is a file, not a folder; choose another --out")
+    check_output_folder(folder, overwrite=True, expected_bytes=DEMO_OUTPUT_BYTES)  # writable, room enough
     if folder.is_dir() and any(folder.iterdir()) and not is_demo_folder(folder):
         taken = [name for name in DEMO_ENTRIES if (folder / name).exists()]
         if not force:

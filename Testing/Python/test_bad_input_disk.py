@@ -120,3 +120,13 @@ def test_file_modes_follow_the_umask(tmp_path):
     modes = {p.name: p.stat().st_mode & 0o777 for p in [*bundle.rglob("*"), single] if p.is_file()}
     assert set(modes) >= {"lobes.nrrd", "lobes.seg.nrrd", "reading.json", "a.png", "report.html", "scores.json"}
     assert set(modes.values()) == {0o640}, modes
+
+
+def test_demo_on_a_disk_too_small_is_refused_before_any_work(tmp_path, monkeypatch):
+    """The demo writes about 16 MB: on a 1 MB disk it says so before building its phantom."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    with tmpfs(sandbox / "disk", "1m") as disk:
+        message = refused(sandbox, ["demo", "--out", disk / "demo-output", "--quiet"], ["demo-output", "space"],
+                          monkeypatch)
+        assert not (disk / "demo-output").exists(), message
