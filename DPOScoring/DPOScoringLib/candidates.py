@@ -26,6 +26,7 @@ from .measurements import (
     DENDRIFORM_MIN_SLICES,
     branches_off_axis,
     measure_candidate,
+    principal_axes,
 )
 from .pleura_geometry import LungGeometry
 from .progress import Progress, ensure_progress
@@ -132,8 +133,7 @@ def _air_space_is_tube(points_mm: np.ndarray, params: DetectionParams) -> bool:
     first axis, and its width as the diameter of a cylinder with the same second moment."""
     if len(points_mm) < 4:
         return False
-    centred = points_mm - points_mm.mean(axis=0)
-    eigenvalues, vectors = np.linalg.eigh(np.cov(centred.T))
+    centred, eigenvalues, vectors = principal_axes(points_mm)
     along = centred @ vectors[:, -1]
     length = float(along.max() - along.min())
     width = 4.0 * float(np.sqrt(max(eigenvalues[-2], 1e-6)))
@@ -418,9 +418,9 @@ class _Detector:
         return thickness >= 0.5 * length
 
     def _judge_pieces(self, crop, component, lo, grow_hu: float, seed_hu: float) -> bool:
-        """A structure holding something else (a calcification on an enhanced vessel, a PO
-        blurred into a rib): its pieces at or above ``grow_hu`` that reach ``seed_hu`` are judged
-        on their own when small and at the lung. True when any piece was judged."""
+        """An enhanced vessel that may hold a calcification: its pieces at or above ``grow_hu``
+        that reach ``seed_hu`` are judged on their own when small and at the lung. True when any
+        piece was judged."""
         dense = component & (crop >= grow_hu)
         pieces = cc3d.connected_components(dense, connectivity=26)
         seeds = np.unique(pieces[component & (crop >= seed_hu)])

@@ -57,11 +57,6 @@ class LungMask:
     carina_slice: int | None = None
 
 
-def _side_touching(labels: np.ndarray) -> set[int]:
-    faces = [labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]]
-    return set(np.unique(np.concatenate([f.ravel() for f in faces]))) - {0}
-
-
 def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxels: int) -> np.ndarray:
     """Fill 2-D holes (background not connected to the slice border) up to a size, slice by slice
     from the base upward. A big hole sitting on non-lung that was left open in the slice below
@@ -138,7 +133,7 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     if airway.mask.any():
         box = bounding_box(airway.mask, margin)
         airway_zone = airway.mask.copy()
-        airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=ellipsoid_structure(margin))
+        airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=_ellipsoid(margin))
     lungs_air = inside_air & ~airway_zone
     del inside_air
     if not airway_zone.any():
@@ -346,7 +341,7 @@ def _midline_column(n_columns: int, spacing_x: float, origin_x_mm: float | None,
     return n_columns / 2.0
 
 
-def ellipsoid_structure(radius_voxels) -> np.ndarray:
+def _ellipsoid(radius_voxels) -> np.ndarray:
     rk, rj, ri = (max(int(r), 1) for r in radius_voxels)
     k, j, i = np.ogrid[-rk:rk + 1, -rj:rj + 1, -ri:ri + 1]
     return (k / rk) ** 2 + (j / rj) ** 2 + (i / ri) ** 2 <= 1.0

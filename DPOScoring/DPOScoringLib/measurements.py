@@ -78,6 +78,14 @@ def axial_diameters(values2d: np.ndarray, level: float, region2d: np.ndarray, ba
     return long_axis, float(projection.max() - projection.min())
 
 
+def principal_axes(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points about their mean, eigenvalues ascending, eigenvectors as columns) of a point set:
+    the last column is the direction along which it is longest."""
+    centred = points_mm - points_mm.mean(axis=0)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(centred.T))
+    return centred, eigenvalues, vectors
+
+
 def branches_off_axis(points_mm: np.ndarray) -> bool:
     """Branching seen as shape when the skeleton cannot show it (thick slices blur a side branch
     into the trunk, or the branches broke into pieces): some of the structure stands off the line
@@ -85,8 +93,8 @@ def branches_off_axis(points_mm: np.ndarray) -> bool:
     ``DENDRIFORM_MAX_THICKNESS_MM``). A straight rod stays within its radius of its axis."""
     if len(points_mm) < 4:
         return False
-    centred = points_mm - points_mm.mean(axis=0)
-    axis = np.linalg.eigh(np.cov(centred.T))[1][:, -1]
+    centred, _, vectors = principal_axes(points_mm)
+    axis = vectors[:, -1]
     off_axis = np.linalg.norm(centred - np.outer(centred @ axis, axis), axis=1)
     return float(off_axis.max()) > 0.5 * DENDRIFORM_MAX_THICKNESS_MM
 
