@@ -8,13 +8,9 @@ import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "DPOScoring"
 LIB = MODULE / "DPOScoringLib"
-MRML_LAYER = {"mrml_logic.py", "mrml_lobes.py", "mrml_workspace.py", "mrml_module_logic.py",
-              "slicer_dependencies.py"}  # the only core files allowed to import slicer/vtk
 
 
 def cmake_list(text: str, name: str) -> list[str]:
@@ -92,23 +88,113 @@ def test_module_has_module_widget_logic_and_test_classes():
             "DPOScoringParameterNode"} <= classes
 
 
-def imported_top_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
-    for node in ast.walk(tree):
+# The sub-packages of DPOScoringLib, lowest first: each imports only from itself and those before it
+# (README, Layout). `synthetic` (the phantom) is for tests, benchmarks and the demo: only `cli` imports it.
+LAYERS = ("common", "rules", "ct", "detection", "lobes", "audit", "cohort", "synthetic", "mrml", "cli")
+ONLY_IMPORTED_BY = {"synthetic": {"synthetic", "cli"}}
+SLICER_LAYER = "mrml"  # the only sub-package allowed to import slicer/vtk; nothing in the core imports qt/ctk
+
+
+def imports_of(path: Path, lib: Path) -> list[tuple[int, str]]:
+    """(line, absolute dotted name) of every import in a file below ``lib``: absolute ones as
+    written, relative ones resolved against the file's package, `from X import name` as X.name."""
+    package = list(path.relative_to(lib.parent).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + (node.module.split(".") if node.module else []))
+            else:
+                module = node.module
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+    return found
 
 
-@pytest.mark.parametrize("path", sorted(LIB.rglob("*.py")), ids=lambda p: p.name)
-def test_core_layering(path):
-    imports = imported_top_modules(path)
-    assert not imports & {"qt", "ctk", "PythonQt"}, f"{path.name} imports the GUI layer"
-    if path.name not in MRML_LAYER:
-        assert not imports & {"slicer", "vtk", "mrml"}, f"{path.name} imports Slicer outside the MRML layer"
+def layering_violations(lib: Path) -> list[str]:
+    """Every import in the package tree ``lib`` that breaks the layers above, one line each."""
+    problems = []
+    on_disk = {p.parent.name for p in lib.glob("*/__init__.py")}
+    if on_disk != set(LAYERS):
+        problems.append(f"sub-packages {sorted(on_disk)} differ from the layers {list(LAYERS)}")
+    for path in sorted(lib.rglob("*.py")):
+        rel = path.relative_to(lib)
+        own = rel.parts[0] if len(rel.parts) > 1 else None
+        for line, name in imports_of(path, lib):
+            parts = name.split(".")
+            where = f"{rel}:{line} imports {name}"
+            if parts[0] in ("qt", "ctk", "PythonQt"):
+                problems.append(f"{where}: the GUI layer")
+            if parts[0] in ("slicer", "vtk", "mrml") and own != SLICER_LAYER:
+                problems.append(f"{where}: Slicer outside {SLICER_LAYER}/")
+            if parts[0] != lib.name:
+                continue
+            if path == lib / "__init__.py":
+                problems.append(f"{where}: DPOScoringLib/__init__.py stays import-free")
+            target = parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+            if own is None or target is None or target == own:
+                continue
+            if LAYERS.index(target) > LAYERS.index(own):
+                problems.append(f"{where}: {own}/ is below {target}/")
+            if target in ONLY_IMPORTED_BY and own not in ONLY_IMPORTED_BY[target]:
+                problems.append(f"{where}: only {sorted(ONLY_IMPORTED_BY[target])} import {target}/")
+    return problems
+
+
+def test_layering_holds():
+    assert layering_violations(LIB) == []
+
+
+def test_every_module_lives_in_a_layer():
+    loose = sorted(p.name for p in LIB.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert not loose, f"modules outside the sub-packages: {loose}"
+
+
+def _tree(tmp_path: Path, files: dict) -> Path:
+    lib = tmp_path / "DPOScoringLib"
+    for layer in LAYERS:
+        (lib / layer).mkdir(parents=True)
+        (lib / layer / "__init__.py").write_text('"""x"""\n')
+    (lib / "__init__.py").write_text('__version__ = "0"\n')
+    for name, text in files.items():
+        (lib / name).write_text(text)
+    return lib
+
+
+def test_layering_check_catches_a_lower_package_importing_a_higher_one(tmp_path):
+    """The checker itself, on synthetic trees: relative and absolute upward imports, Slicer outside
+    mrml/, GUI imports, an importing __init__, the phantom outside cli/; and a clean tree passes."""
+    clean = _tree(tmp_path / "clean", {
+        "ct/a.py": "from ..common.errors import E\nfrom . import b\nfrom .. import __version__\n",
+        "cli/m.py": "from ..synthetic import phantom\nfrom DPOScoringLib.ct.a import x\n",
+        "mrml/s.py": "import slicer\nimport vtk\n",
+    })
+    assert layering_violations(clean) == []
+    cases = {
+        "common/x.py": ("from ..rules.reading import y\n", "common/ is below rules/"),
+        "rules/x.py": ("from DPOScoringLib.cli.main import main\n", "rules/ is below cli/"),
+        "ct/x.py": ("from ... import nothing\nfrom .. import detection\n", "ct/ is below detection/"),
+        "audit/x.py": ("import DPOScoringLib.mrml.mrml_logic\n", "audit/ is below mrml/"),
+        "mrml/x.py": ("from ..synthetic.phantom import p\n", "import synthetic/"),
+        "detection/x.py": ("import slicer\n", "Slicer outside mrml/"),
+        "mrml/y.py": ("import qt\n", "the GUI layer"),
+        "__init__.py": ("from .cli import main\n", "stays import-free"),
+    }
+    for index, (name, (text, message)) in enumerate(cases.items()):
+        lib = _tree(tmp_path / str(index), {name: text})
+        problems = layering_violations(lib)
+        assert any(message in problem for problem in problems), (name, problems)
+
+
+def test_test_files_mirror_the_packages_and_have_unique_names():
+    """Tests live in Testing/Python/<layer>/ (pytest imports them by file name: names are unique)."""
+    tests = REPO / "Testing" / "Python"
+    folders = {p.parent.name for p in tests.glob("*/test_*.py")}
+    assert folders <= set(LAYERS), f"test folders that are no layer: {folders - set(LAYERS)}"
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
 
 def test_core_files_stay_short():
