@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from DPOScoringLib.common.anatomy import lungs_from_lobes
 from DPOScoringLib.ct.ct_image import load_ct
 from DPOScoringLib.ct.label_maps import LUNG_VALUES, load_label_map
 from DPOScoringLib.ct.lung_mask import segment_lungs
@@ -66,7 +67,7 @@ def fibrosis_report(work: Path) -> dict:
         truth = json.loads(paths["truth"].read_text())
         ct = load_ct(paths["ct"])
         lobes = compute_lobes(ct, "fissures").lobes
-        lungs = np.where(lobes == 0, 0, np.where(lobes <= 3, 1, 2)).astype(np.uint8)
+        lungs = lungs_from_lobes(lobes)
         run = detect_on_ct(ct, lungs, lobes, None)
         findings = truth["findings"]
         assigned = assignment(findings, run.result.candidates)

@@ -19,6 +19,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from DPOScoringLib.common.anatomy import lungs_from_lobes  # noqa: E402
 from DPOScoringLib.synthetic.phantom import truth_reach_mm  # noqa: E402
 
 REAL_CT = SHARED_DATA / "chest-ct-thorax-2mm.nii.gz"
@@ -46,7 +47,7 @@ class PhantomCase:
         self.truth = json.loads(self.paths["truth"].read_text(encoding="utf-8"))
         ct = load_ct(self.paths["ct"])
         self.lobe_result = compute_lobes(ct, "fissures")  # as `dpo-score run` does by default
-        lungs = np.where(self.lobe_result.lobes == 0, 0, np.where(self.lobe_result.lobes <= 3, 1, 2)).astype(np.uint8)
+        lungs = lungs_from_lobes(self.lobe_result.lobes)
         self.run = detect_on_ct(ct, lungs, self.lobe_result.lobes, None, contrast,
                                 sources={"ct": str(self.paths["ct"]), "lobes": "fissures (default points)"})
         self.candidates = self.run.result.candidates

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..common.anatomy import lobe_volumes_ml
 from ..common.errors import DPOInputError, DPOOutputError
 from ..common.safe_files import apply_file_mode, expected_label_map_bytes, write_failure
-from ..lobes.lobe_files import lobe_volumes_ml, write_label_map, write_segmentation
+from ..lobes.lobe_files import write_label_map, write_segmentation
 
 BUNDLE_FILES = ("lobes.seg.nrrd", "lobes.nrrd", "candidates.mrk.json", "findings.csv", "reading.json",
                 "scores.json", "provenance.json")

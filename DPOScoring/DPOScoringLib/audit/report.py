@@ -23,9 +23,11 @@ from ..common.anatomy import BY_CODE, LOBE_CODES
 from ..rules.score_summary import (
     LOBE_COLUMNS,
     NOT_ASSESSED,
+    SEPARATE_LAYER,
     STATUS_WORDS,
     any_ild_answered,
     banner_text,
+    display_layer,
     excluded_by_dendriform,
     format_number,
     is_complete,
@@ -63,9 +65,8 @@ def _window(values: np.ndarray, window=BONE) -> np.ndarray:
 
 
 def _colour(finding: dict) -> tuple[int, int, int]:
-    if finding.get("kind") in ("large_calcified", "granuloma") and finding.get("status") != "rejected":
-        return SEPARATE_COLOUR
-    return COLOURS.get(finding.get("status"), COLOURS["pending"])
+    layer = display_layer(finding)
+    return SEPARATE_COLOUR if layer == SEPARATE_LAYER else COLOURS.get(layer, COLOURS["pending"])
 
 
 def _png(image: Image.Image) -> bytes:

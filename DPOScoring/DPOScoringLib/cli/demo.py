@@ -26,6 +26,7 @@ from ..common.anatomy import LOBE_CODES
 from ..common.errors import DPOInputError
 from ..common.safe_files import check_output_folder
 from ..rules.policy import DEFAULT_POLICY, ScoringPolicy
+from ..rules.reading import READING_SCHEMA
 
 DEMO_MARKER = "DPO-DEMO-OUTPUT.txt"
 MARKER_FIRST_LINE = "This folder was written by `dpo-score demo`"
@@ -110,7 +111,7 @@ def truth_reading(truth: dict) -> dict:
     findings = [{"id": f["id"], "lobe": f["lobe"], "kind": f["kind"], "status": "confirmed",
                  "short_axis_mm": f["diameter_mm"] if f["kind"] != "dendriform" else None,
                  "lps": f["lps"]} for f in truth["findings"]]
-    return {"schema": "dpo-reading/1", "findings": [{k: v for k, v in f.items() if v is not None}
+    return {"schema": READING_SCHEMA, "findings": [{k: v for k, v in f.items() if v is not None}
                                                     for f in findings], "lobes": {}}
 
 

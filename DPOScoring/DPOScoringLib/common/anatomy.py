@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 RIGHT = "right"
 LEFT = "left"
 
@@ -36,15 +38,49 @@ LEFT_LOBES: tuple[str, ...] = tuple(lobe.code for lobe in LOBES if lobe.lung == 
 BY_CODE: dict[str, Lobe] = {lobe.code: lobe for lobe in LOBES}
 BY_LABEL: dict[int, Lobe] = {lobe.label: lobe for lobe in LOBES}
 UNASSIGNED = "unassigned"
-BACKGROUND_LABEL = 0
-
-
-def lung_of(code: str) -> str:
-    """``right`` or ``left`` for a lobe code; raises KeyError for anything else."""
-    return BY_CODE[code].lung
+# lung label maps (`--lungs`, the lung mask): 0 background, 1 right lung, 2 left lung
+LUNG_LABELS = {RIGHT: 1, LEFT: 2}
 
 
 def code_for_label(label: int) -> str:
     """Lobe code for a label value 1-6, or ``unassigned`` for background and unknown values."""
     lobe = BY_LABEL.get(int(label))
     return lobe.code if lobe else UNASSIGNED
+
+
+def lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float = 5.0) -> str:
+    """Lobe code at a (k, j, i) voxel position of a lobe label map; off the lobes, the lobe holding
+    most voxels within ``radius_mm`` (a box); ``unassigned`` without lobes or with none near."""
+    if lobes is None:
+        return UNASSIGNED
+    index = np.clip(np.round(centre_kji).astype(int), 0, np.array(lobes.shape) - 1)
+    label = int(lobes[tuple(index)])
+    if label == 0:
+        r = np.ceil(radius_mm / np.asarray(spacing_kji, dtype=float)).astype(int)
+        lo = np.maximum(index - r, 0)
+        crop = lobes[lo[0]:index[0] + r[0] + 1, lo[1]:index[1] + r[1] + 1, lo[2]:index[2] + r[2] + 1]
+        counts = np.bincount(crop.ravel(), minlength=7)[1:7]
+        label = int(np.argmax(counts) + 1) if counts.any() else 0
+    return code_for_label(label)
+
+
+def lungs_from_lobes(lobes: np.ndarray) -> np.ndarray:
+    """The lung label map (1 right, 2 left, 0 background) of a lobe label map (1-3 right, 4-6 left)."""
+    table = np.zeros(256, dtype=np.uint8)
+    for lobe in LOBES:
+        table[lobe.label] = LUNG_LABELS[lobe.lung]
+    return table[np.clip(lobes, 0, 255).astype(np.uint8, copy=False)]
+
+
+def lobe_volumes_ml(lobes: np.ndarray, spacing) -> dict[str, float]:
+    """Volume of each lobe in ml (0.1 ml), by code, of a lobe label map with voxel ``spacing`` in mm."""
+    counts = np.bincount(np.asarray(lobes).ravel(), minlength=7)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return {lobe.code: round(float(counts[lobe.label]) * voxel_ml, 1) for lobe in LOBES}
+
+
+def lung_volumes_ml(lungs: np.ndarray, spacing) -> dict[str, float]:
+    """Volume of each lung in ml (0.1 ml), ``right`` and ``left``, of a lung label map."""
+    counts = np.bincount(np.asarray(lungs).ravel(), minlength=3)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return {side: round(float(counts[label]) * voxel_ml, 1) for side, label in LUNG_LABELS.items()}

@@ -124,9 +124,13 @@ def write_failure(path: str | Path, error: BaseException) -> DPOOutputError:
     return DPOOutputError(str(path), f"could not be written ({reason}); nothing was left half-written")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic
-    rename. Refuses to replace an existing file unless ``overwrite`` is true."""
+@contextlib.contextmanager
+def atomic_target(path: str | Path, overwrite: bool = False, keep_suffixes: bool = False):
+    """The one way a file is written here: yields a temporary path in ``path``'s folder (ending in
+    ``path``'s suffixes too with ``keep_suffixes``, for writers that choose the format by name) to
+    write to; when the block ends without error it replaces ``path`` in one atomic rename, with the
+    umask's file mode; when it fails it is removed (an ``OSError`` becomes a ``DPOOutputError``).
+    Refuses to replace an existing file unless ``overwrite`` is true."""
     path = Path(path)
     if path.is_dir():
         raise DPOOutputError(str(path), "is a folder; a file name is expected")
@@ -134,24 +138,32 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise DPOInputError(str(path), f"folder {folder} does not exist")
+    suffix = ".part" + ("".join(path.suffixes) if keep_suffixes else "")
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+        os.close(handle)
     except OSError as error:
         raise write_failure(path, error) from None
+    temporary = Path(name)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        yield temporary
         apply_file_mode(temporary)
         os.replace(temporary, path)
     except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise write_failure(path, error) from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (``atomic_target``)."""
+    with atomic_target(path, overwrite) as temporary, open(temporary, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+    return Path(path)
 
 
 def to_json_text(document) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 from scipy import ndimage
+from skimage.segmentation import clear_border
 
 LUMEN_HU = -900
 TRACHEA_AREA_MM2 = (80.0, 900.0)
@@ -56,8 +57,7 @@ def _surrounded_by_tissue(hu_slice: np.ndarray, component: np.ndarray, pixel: fl
 def _body_in_slice(hu_slice: np.ndarray) -> np.ndarray:
     """Everything but the air connected to the slice's edge."""
     air = cc3d.connected_components((hu_slice < -400).astype(np.uint8), connectivity=4)
-    edge = np.unique(np.concatenate([air[0], air[-1], air[:, 0], air[:, -1]]))
-    return ~np.isin(air, edge[edge > 0]) if edge.any() else np.ones(hu_slice.shape, dtype=bool)
+    return (air == 0) | (clear_border(air) > 0)
 
 
 def _find_trachea_seed(hu, inside_body, spacing):

@@ -19,24 +19,32 @@ LOBE_VALUES = frozenset(range(0, 7))
 LUNG_VALUES = frozenset(range(0, 3))
 
 
-def read_label_image(path: str | Path, option: str) -> sitk.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise DPOInputError(f"{option} {path}", "no such file")
+def read_image_file(path: str | Path, where: str) -> sitk.Image:
+    """The image in a file, or a ``DPOInputError`` for ``where`` (the option and path) saying why not."""
+    if not Path(path).is_file():
+        raise DPOInputError(where, "no such file")
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError:
-        raise DPOInputError(f"{option} {path}", "is not an image this tool can read") from None
+        raise DPOInputError(where, "is not an image this tool can read") from None
+
+
+def read_label_image(path: str | Path, option: str) -> sitk.Image:
+    return read_image_file(path, f"{option} {path}")
+
+
+def check_grid(image: sitk.Image, ct: CTVolume, where: str) -> None:
+    """A label map must lie on the CT's own grid (size, spacing, origin, direction): never resampled."""
+    geometry = Geometry.of(image)
+    if not geometry.matches(ct.original):
+        raise DPOInputError(where, f"grid {geometry.describe()} does not match the CT's {ct.original.describe()}")
 
 
 def label_array_for(ct: CTVolume, image: sitk.Image, where: str, allowed: frozenset[int]) -> np.ndarray:
     """The label map as a uint8 (k, j, i) array in the CT's oriented grid."""
     if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
         raise DPOInputError(where, "must be a 3-D scalar label map")
-    geometry = Geometry.of(image)
-    if not geometry.matches(ct.original):
-        raise DPOInputError(where, f"grid {geometry.describe()} does not match the CT's "
-                            f"{ct.original.describe()}")
+    check_grid(image, ct, where)
     values = sitk.GetArrayViewFromImage(image)
     if values.dtype.kind == "f" and not np.all(np.equal(np.mod(values, 1), 0)):
         raise DPOInputError(where, "holds non-integer values; a label map is needed")
@@ -45,9 +53,7 @@ def label_array_for(ct: CTVolume, image: sitk.Image, where: str, allowed: frozen
     if unexpected:
         raise DPOInputError(where, f"holds label values {unexpected[:8]} outside "
                             f"{min(allowed)}-{max(allowed)}")
-    oriented = orient_lps(sitk.Cast(image, sitk.sitkUInt8))
-    oriented.CopyInformation(ct.image) if Geometry.of(oriented).matches(ct.geometry) else None
-    return sitk.GetArrayFromImage(oriented)
+    return sitk.GetArrayFromImage(orient_lps(sitk.Cast(image, sitk.sitkUInt8)))
 
 
 def load_label_map(path: str | Path, ct: CTVolume, option: str, allowed: frozenset[int]) -> np.ndarray:

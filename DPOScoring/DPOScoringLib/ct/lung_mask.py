@@ -25,8 +25,11 @@ import cc3d
 import edt
 import numpy as np
 from scipy import ndimage
+from skimage.draw import ellipsoid
 from skimage.morphology import convex_hull_image
+from skimage.segmentation import clear_border
 
+from ..common.anatomy import lung_volumes_ml
 from ..common.errors import DPOInputError
 from ..common.progress import Progress, ensure_progress
 from .airways import track_airways
@@ -65,12 +68,10 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     for k in range(mask.shape[0]):
         if not mask[k].any():
             continue
-        background = cc3d.connected_components(~mask[k], connectivity=4)
-        border = set(np.unique(np.concatenate([background[0], background[-1], background[:, 0],
-                                               background[:, -1]])))
+        background = clear_border(cc3d.connected_components(~mask[k], connectivity=4))  # holes only
         sizes = np.bincount(background.ravel())
         for label in range(1, len(sizes)):
-            if label in border or sizes[label] > max_hole_voxels:
+            if sizes[label] == 0 or sizes[label] > max_hole_voxels:
                 continue
             hole = background == label
             on_open_below = k > 0 and (hole & ~filled[k - 1]).sum() >= 0.3 * sizes[label]
@@ -80,19 +81,20 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     return filled
 
 
-def _lung_like(labels: np.ndarray, hu: np.ndarray, label_ids, voxel_ml: float) -> list[int]:
+def _lung_like(labels: np.ndarray, hu: np.ndarray, label_ids, counts: np.ndarray, voxel_ml: float) -> list[int]:
     """The components that look like lung: big enough, and parenchyma (vessels and interstitium
     raise lung above pure air: -700 to -930 HU on average, severe emphysema included) rather than
     trapped gas (bowel, about -1000 HU)."""
     ids = np.asarray(label_ids, dtype=np.int64)
     if ids.size == 0:
         return []
-    sample = labels[::2, ::2, ::2].ravel()  # one voxel in eight: ample for a mean HU and a volume
-    counts = 8 * np.bincount(sample, minlength=int(ids.max()) + 1)
-    sums = 8 * np.bincount(sample, weights=np.maximum(hu[::2, ::2, ::2], -1024).ravel(), minlength=len(counts))
-    means = sums / np.maximum(counts, 1)
-    return [int(label) for label in ids
-            if counts[label] * voxel_ml >= MIN_COMPONENT_ML and means[label] > GAS_MEAN_HU]
+    # the size from the exact voxel ``counts`` of the labels; the mean HU from one voxel in eight (ample)
+    sample = labels[::2, ::2, ::2].ravel()
+    sampled = np.bincount(sample, minlength=len(counts))
+    sums = np.bincount(sample, weights=np.maximum(hu[::2, ::2, ::2], -1024).ravel(), minlength=len(counts))
+    means = sums / np.maximum(sampled, 1)
+    return [int(label) for label in ids if counts[label] * voxel_ml >= MIN_COMPONENT_ML
+            and sampled[label] > 0 and means[label] > GAS_MEAN_HU]
 
 
 def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress: Progress):
@@ -106,7 +108,7 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     outside = outside_air_labels(labels, hull)
     counts = np.bincount(labels.ravel())
     order = [int(label) for label in np.argsort(counts)[::-1] if label != 0 and label not in outside]
-    lung_like = _lung_like(labels, hu, order[:8], voxel_ml)
+    lung_like = _lung_like(labels, hu, order[:8], counts, voxel_ml)
     largest = counts[lung_like[0]] if lung_like else 0
     kept = [label for label in lung_like[:4] if counts[label] >= MIN_LUNG_FRACTION * largest]
     if sum(counts[label] for label in kept) * voxel_ml < MIN_LUNGS_ML:
@@ -133,7 +135,7 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     if airway.mask.any():
         box = bounding_box(airway.mask, margin)
         airway_zone = airway.mask.copy()
-        airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=_ellipsoid(margin))
+        airway_zone[box] = ndimage.binary_dilation(airway.mask[box], structure=ellipsoid(*np.maximum(margin, 1)))
     lungs_air = inside_air & ~airway_zone
     del inside_air
     if not airway_zone.any():
@@ -258,7 +260,6 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
     boundary is then taken at full resolution from the air threshold, within one coarse voxel
     of the coarse lungs, and holes are filled at full resolution."""
     progress = ensure_progress(progress)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
     factor = tuple(2 if hu.size > COARSE_ABOVE_VOXELS and n >= 64 else 1 for n in hu.shape)
     coarse_hu = np.ascontiguousarray(hu[::factor[0], ::factor[1], ::factor[2]])
     coarse_spacing = (spacing[0] * factor[2], spacing[1] * factor[1], spacing[2] * factor[0])
@@ -310,9 +311,7 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         add = (inner == 0) & (dense_surface > 0)
         add &= ~zone[box]
         inner[add] = dense_surface[add]
-    counts = np.bincount(inner.ravel(), minlength=3)
-    volumes = {"right": round(float(counts[RIGHT_LABEL]) * voxel_ml, 1),
-               "left": round(float(counts[LEFT_LABEL]) * voxel_ml, 1)}
+    volumes = lung_volumes_ml(inner, spacing)
     progress.step(1.0, "lungs ready")
     return LungMask(result, airways, volumes, warnings, carina)
 
@@ -339,9 +338,3 @@ def _midline_column(n_columns: int, spacing_x: float, origin_x_mm: float | None,
     if origin_x_mm is not None:
         return -origin_x_mm / spacing_x
     return n_columns / 2.0
-
-
-def _ellipsoid(radius_voxels) -> np.ndarray:
-    rk, rj, ri = (max(int(r), 1) for r in radius_voxels)
-    k, j, i = np.ogrid[-rk:rk + 1, -rj:rj + 1, -ri:ri + 1]
-    return (k / rk) ** 2 + (j / rj) ** 2 + (i / ri) ** 2 <= 1.0

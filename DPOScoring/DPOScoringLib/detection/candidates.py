@@ -17,9 +17,11 @@ import cc3d
 import edt
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from ..common.anatomy import BY_LABEL, UNASSIGNED
+from ..common.anatomy import UNASSIGNED, lobe_at
 from ..common.progress import Progress, ensure_progress
 from ..ct.contrast import VESSEL_ENHANCED_HU
 from ..ct.voxel_boxes import bounding_box
@@ -99,31 +101,6 @@ class DetectionResult:
     parameters: dict = field(default_factory=dict)
 
 
-def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:
-    """Box of the non-zero voxels, grown by ``margin`` voxels; found on every other voxel in each
-    direction (one eighth of the work), so grown by one more voxel to be safe."""
-    sample = mask[::2, ::2, ::2]
-    plane = sample.any(axis=0)
-    present = [np.nonzero(sample.reshape(sample.shape[0], -1).any(axis=1))[0],
-               np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]]
-    return tuple(slice(max(2 * p[0] - m - 1, 0), min(2 * p[-1] + m + 2, n))
-                 for p, m, n in zip(present, margin, mask.shape))
-
-
-def _lobe_at(lobes: np.ndarray | None, centre_kji, spacing_kji, radius_mm: float = 5.0) -> str:
-    if lobes is None:
-        return UNASSIGNED
-    index = np.clip(np.round(centre_kji).astype(int), 0, np.array(lobes.shape) - 1)
-    label = int(lobes[tuple(index)])
-    if label == 0:
-        r = np.ceil(radius_mm / spacing_kji).astype(int)
-        lo = np.maximum(index - r, 0)
-        crop = lobes[lo[0]:index[0] + r[0] + 1, lo[1]:index[1] + r[1] + 1, lo[2]:index[2] + r[2] + 1]
-        counts = np.bincount(crop.ravel(), minlength=7)[1:7]
-        label = int(np.argmax(counts) + 1) if counts.any() else 0
-    return BY_LABEL[label].code if label in BY_LABEL else UNASSIGNED
-
-
 AIRWAY_WINDOW_MM = 12.0
 
 
@@ -161,28 +138,28 @@ def _confidence(peak: float, seed: float, lung_fraction: float, kind: str) -> fl
 
 
 def _linked_groups(regions_mm: list[np.ndarray], eligible: list[int], gap_mm: float) -> list[list[int]]:
-    """Groups of candidates whose voxels come within ``gap_mm`` of each other (chains count)."""
-    parent = {i: i for i in eligible}
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    """Groups of candidates whose voxels come within ``gap_mm`` of each other (chains count: the
+    connected components of the graph of close pairs), in the order of ``eligible``."""
+    if len(eligible) < 2:
+        return []
     centres = {i: regions_mm[i].mean(axis=0) for i in eligible}
     reach = {i: float(np.linalg.norm(regions_mm[i] - centres[i], axis=1).max()) for i in eligible}
     trees: dict[int, cKDTree] = {}
+    pairs = []
     for a_index, a in enumerate(eligible):
-        for b in eligible[a_index + 1:]:
+        for b_index in range(a_index + 1, len(eligible)):
+            b = eligible[b_index]
             if np.linalg.norm(centres[a] - centres[b]) > reach[a] + reach[b] + gap_mm + 1.0:
                 continue
             tree = trees.setdefault(a, cKDTree(regions_mm[a]))
             if tree.query(regions_mm[b], distance_upper_bound=gap_mm + 1e-6)[0].min() <= gap_mm:
-                parent[root(b)] = root(a)
+                pairs.append((a_index, b_index))
+    rows, cols = np.array(pairs, dtype=int).reshape(-1, 2).T
+    graph = coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(len(eligible), len(eligible)))
+    _, component = connected_components(graph, directed=False)
     groups: dict[int, list[int]] = {}
-    for i in eligible:
-        groups.setdefault(root(i), []).append(i)
+    for index, i in enumerate(eligible):
+        groups.setdefault(int(component[index]), []).append(i)
     return [members for members in groups.values() if len(members) > 1]
 
 
@@ -239,7 +216,7 @@ class _Detector:
         self.contrast_seed_hu = max(params.contrast_seed_hu, above_blood)
         self.seed_hu = max(params.seed_hu, above_blood)
         self.margin = np.ceil(2.0 * params.touch_mm / self.spacing_kji).astype(int) + 2
-        self.box = _bounding_box(lungs, self.margin)
+        self.box = bounding_box(lungs, self.margin)
         self.offset = np.array([s.start for s in self.box])
         self.ct = hu[self.box]
         self.geometry = LungGeometry(lungs, spacing)
@@ -482,7 +459,7 @@ class _Detector:
         ijk = self.ijk_of(ijk_kji) if self.ijk_of else ijk_kji
         self.candidates.append(Candidate(
             id="", lps=lps, ijk=[round(float(v), 2) for v in ijk],
-            lung=LUNG_SIDE.get(side, UNASSIGNED), lobe=_lobe_at(self.lobes, centre_kji, self.spacing_kji),
+            lung=LUNG_SIDE.get(side, UNASSIGNED), lobe=lobe_at(self.lobes, centre_kji, self.spacing_kji),
             kind=m.kind, short_axis_mm=m.short_axis_mm, long_axis_mm=m.long_axis_mm,
             volume_mm3=m.volume_mm3, peak_hu=m.peak_hu, mean_hu=m.mean_hu, slices=m.slices, zone=zone,
             distance_to_pleura_mm=gap, radial_fraction=fraction,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..common.errors import DPOInputError
 from ..common.safe_files import atomic_write_json
-from ..rules.reading import load_json_file
+from ..rules.reading import READING_SCHEMA, load_json_file
 
 if TYPE_CHECKING:  # detection needs scipy & co, which Slicer installs only on first use
     from ..ct.ct_image import CTVolume
@@ -73,6 +73,6 @@ def reading_from_candidates(document: dict, statuses: dict[str, str] | None = No
                    "zone": candidate.get("zone"), "source": candidate.get("source", "detected")}
         finding.update({key: candidate[key] for key in _CARRIED if candidate.get(key) is not None})
         findings.append(finding)
-    return {"schema": "dpo-reading/1", "case_id": case_id, "reader": reader,
+    return {"schema": READING_SCHEMA, "case_id": case_id, "reader": reader,
             "ct": {"source": document["input"]["source"], "sha256": document["input"]["sha256"]},
             "findings": findings, "lobes": {}}

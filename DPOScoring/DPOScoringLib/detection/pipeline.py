@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.anatomy import lungs_from_lobes
 from ..common.progress import Progress, ensure_progress
 from ..ct.airways import track_airways
 from ..ct.contrast import (
@@ -54,7 +55,7 @@ def run_detection(ct_path: str | Path, lobes_path: str | Path | None = None,
         lungs = load_label_map(lungs_path, ct, "--lungs", LUNG_VALUES)
         sources["lungs"] = str(lungs_path)
     elif lobes is not None:
-        lungs = np.where(lobes == 0, 0, np.where(lobes <= 3, 1, 2)).astype(np.uint8)
+        lungs = lungs_from_lobes(lobes)
         sources["lungs"] = "from --lobes"
     return detect_on_ct(ct, lungs, lobes, None, contrast, params, sources, progress)
 

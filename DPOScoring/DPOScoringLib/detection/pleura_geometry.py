@@ -53,14 +53,13 @@ class LungGeometry:
         outside = np.argwhere(~crop)
         half_voxel = 0.5 * float(self.spacing_kji[1:].mean())
         if outside.size:
-            outside_mm = (outside + crop_lo) * self.spacing_kji
+            tree = cKDTree((outside + crop_lo) * self.spacing_kji)
             if centre_kji is not None and radius_mm is not None:
-                centre_mm = np.asarray(centre_kji, dtype=float) * self.spacing_kji
-                nearest = float(np.sqrt(((outside_mm - centre_mm) ** 2).sum(axis=1)).min())
+                nearest = float(tree.query(np.asarray(centre_kji, dtype=float) * self.spacing_kji)[0])
                 gap = nearest - half_voxel - radius_mm
             else:
                 points = (np.argwhere(region) + region_lo) * self.spacing_kji
-                nearest = float(cKDTree(outside_mm).query(points)[0].min())
+                nearest = float(tree.query(points)[0].min())
                 gap = nearest - 2.0 * half_voxel
             if nearest < FINE_SEARCH_MM - 1.0:
                 return max(gap, 0.0)

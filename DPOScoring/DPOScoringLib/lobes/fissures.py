@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 from scipy.interpolate import RBFInterpolator
 
 from ..common.errors import DPOInputError
@@ -97,7 +98,7 @@ def points_from_labels(lobes: np.ndarray, geometry, max_points: int = 30) -> dic
     return points
 
 
-def _height_map(points: np.ndarray, geometry, shape) -> np.ndarray:
+def height_map(points: np.ndarray, geometry, shape) -> np.ndarray:
     """The surface's height as a (fractional) slice index for every (j, i) column: the spline is
     evaluated on a ~3 mm grid and interpolated bilinearly."""
     spacing = np.array(geometry.spacing)
@@ -108,14 +109,8 @@ def _height_map(points: np.ndarray, geometry, shape) -> np.ndarray:
     coarse_j = np.arange(0, nj + step[1], step[1])
     xx, yy = np.meshgrid(origin[0] + coarse_i * spacing[0], origin[1] + coarse_j * spacing[1])
     coarse = FissureSurface("surface", np.asarray(points, dtype=float)).height(xx, yy)
-    fj = np.arange(nj) / step[1]
-    fi = np.arange(ni) / step[0]
-    j0 = np.minimum(fj.astype(int), coarse.shape[0] - 2)
-    i0 = np.minimum(fi.astype(int), coarse.shape[1] - 2)
-    wj = (fj - j0)[:, None]
-    wi = (fi - i0)[None, :]
-    full = ((1 - wj) * (1 - wi) * coarse[j0][:, i0] + (1 - wj) * wi * coarse[j0][:, i0 + 1]
-            + wj * (1 - wi) * coarse[j0 + 1][:, i0] + wj * wi * coarse[j0 + 1][:, i0 + 1])
+    fj, fi = np.meshgrid(np.arange(nj) / step[1], np.arange(ni) / step[0], indexing="ij", sparse=True)
+    full = ndimage.map_coordinates(coarse, np.broadcast_arrays(fj, fi), order=1, mode="nearest")
     return ((full - origin[2]) / spacing[2]).astype(np.float32)
 
 
@@ -137,7 +132,7 @@ def assign_lobes(lungs: np.ndarray, geometry, points: dict[str, np.ndarray],
     for n, name in enumerate(FISSURES):
         if name in points:
             progress.step(0.1 + 0.2 * n, f"fitting the {FISSURE_NAMES[name]}")
-            heights[name] = _height_map(points[name], geometry, lungs.shape)
+            heights[name] = height_map(points[name], geometry, lungs.shape)
     progress.step(0.9, "assigning lobes")
     lobes = np.zeros(lungs.shape, dtype=np.uint8)
     nk = lungs.shape[0]
@@ -173,11 +168,11 @@ def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dic
         if any(n not in new_points for n in names):
             raise DPOInputError("fissure points", f"missing for the {'right' if side == 1 else 'left'} lung")
         for n in names:
-            new_heights[n] = _height_map(new_points[n], geometry, lungs.shape)
+            new_heights[n] = height_map(new_points[n], geometry, lungs.shape)
         low = np.full(lungs.shape[1:], np.inf, dtype=np.float32)
         high = np.full(lungs.shape[1:], -np.inf, dtype=np.float32)
         for n in moved:
-            before = (_height_map(old_points[n], geometry, lungs.shape) if n in old_points
+            before = (height_map(old_points[n], geometry, lungs.shape) if n in old_points
                       else np.full(lungs.shape[1:], -1.0, dtype=np.float32))
             differs = before != new_heights[n]
             low = np.where(differs, np.minimum(low, np.minimum(before, new_heights[n])), low)
@@ -214,16 +209,17 @@ def save_points(path: str | Path, points: dict[str, np.ndarray], overwrite: bool
 def load_points(path: str | Path) -> dict[str, np.ndarray]:
     from ..rules.reading import load_json_file
 
-    document = load_json_file(path, "fissure points file")
-    if not isinstance(document, dict) or document.get("schema") != POINTS_SCHEMA:
-        raise DPOInputError(f"{path}: schema", f"is not {POINTS_SCHEMA!r}")
-    points = {}
-    for name, item in document.get("fissures", {}).items():
-        if name not in FISSURES:
-            raise DPOInputError(f"{path}: fissures.{name}",
-                                f"unknown fissure (expected {', '.join(FISSURES)})")
-        array = np.asarray(item.get("points", []), dtype=float)
-        if array.ndim != 2 or array.shape[1] != 3 or len(array) < 3:
-            raise DPOInputError(f"{path}: fissures.{name}.points", "must be at least 3 points of [x, y, z]")
-        points[name] = array
-    return points
+    document = load_json_file(path, "fissure points file", POINTS_SCHEMA)
+    return {name: fissure_point_array(f"{path}: fissures.{name}.points", name, item.get("points", []), 3)
+            for name, item in document.get("fissures", {}).items()}
+
+
+def fissure_point_array(where: str, name: str, points, at_least: int = 1) -> np.ndarray:
+    """The (n, 3) points of a named fissure in a file, or a ``DPOInputError`` for ``where``."""
+    if name not in FISSURES:
+        raise DPOInputError(where.rsplit(".points", 1)[0], f"unknown fissure (expected {', '.join(FISSURES)})")
+    array = np.asarray(points, dtype=float)
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) < at_least:
+        raise DPOInputError(where, f"must be at least {at_least} points of [x, y, z]" if at_least > 1
+                            else "must be a list of [x, y, z] points")
+    return array

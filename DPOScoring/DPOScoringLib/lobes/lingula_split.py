@@ -5,14 +5,16 @@ The boundary is the lingular surface of ``fissures.py`` (a thin-plate spline z =
 default its points are the anatomical template of ``fissure_template.py`` (flat, at the height of
 the left oblique fissure at the lung's mid-axillary line; the carina estimated from the diaphragm
 dome when no CT is given), and the reader can move them. The voxels of the left
-upper lobe below it are the lingula.
+upper lobe below it are the lingula, the surface evaluated by ``fissures.height_map`` exactly as
+``assign_lobes`` draws it (one boundary, whichever way the lobes were made).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .fissures import FissureSurface, default_points
+from ..common.anatomy import lungs_from_lobes
+from .fissures import default_points, height_map
 
 
 def split_lingula(lobes: np.ndarray, geometry, lingular_points: np.ndarray | None = None,
@@ -23,13 +25,9 @@ def split_lingula(lobes: np.ndarray, geometry, lingular_points: np.ndarray | Non
     if k.size == 0:
         return lobes, np.zeros((0, 3)) if lingular_points is None else lingular_points
     if lingular_points is None:
-        left = np.where(np.isin(lobes, (4, 5, 6)), 2, 0).astype(np.uint8)
+        left = np.where(lungs_from_lobes(lobes) == 2, 2, 0).astype(np.uint8)
         lingular_points = default_points(left, geometry, hu)["LG"]
-    spacing, origin = np.array(geometry.spacing), np.array(geometry.origin)
-    columns, inverse = np.unique(np.stack([i, j]), axis=1, return_inverse=True)
-    surface = FissureSurface("LG", np.asarray(lingular_points, dtype=float))
-    heights = surface.height(origin[0] + columns[0] * spacing[0], origin[1] + columns[1] * spacing[1])
-    below = origin[2] + k * spacing[2] < heights[np.ravel(inverse)]
+    below = k < height_map(np.asarray(lingular_points, dtype=float), geometry, lobes.shape)[j, i]
     result = lobes.copy()
     result[k[below], j[below], i[below]] = 5
     return result, lingular_points

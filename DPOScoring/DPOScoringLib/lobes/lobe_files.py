@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..common.anatomy import BY_LABEL, LOBES
+from ..common.anatomy import LOBES
 from ..common.errors import DPOInputError
+from ..ct.label_maps import read_image_file
 
 LUNGMASK_LTRC = {1: "LUL+", 2: "LLL", 3: "RUL", 4: "RML", 5: "RLL"}
 TOTALSEGMENTATOR_TOTAL = {10: "LUL+", 11: "LLL", 12: "RUL", 13: "RML", 14: "RLL"}
@@ -66,13 +67,6 @@ def lobe_code_for_name(name: str) -> str | None:
     return None
 
 
-def _read(path: Path) -> sitk.Image:
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise DPOInputError(str(path), "is not an image this tool can read") from None
-
-
 def _segment_table(path: Path) -> list[dict]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -116,8 +110,8 @@ def read_lobe_source(path: str | Path, numbering: str = "auto") -> tuple[sitk.Im
             names = ", ".join(map(repr, unmapped))
             raise DPOInputError(str(path), f"segments not recognised as lobes: {names} "
                                 "(name them e.g. 'right upper lobe' or 'lingula')")
-        return _read(path), mapping, "Slicer segmentation (segment names)"
-    image = _read(path)
+        return read_image_file(path, str(path)), mapping, "Slicer segmentation (segment names)"
+    image = read_image_file(path, str(path))
     values = set(np.unique(sitk.GetArrayViewFromImage(image)).astype(int).tolist()) - {0}
     if values and values <= set(TOTALSEGMENTATOR_TOTAL):
         return image, {v: TOTALSEGMENTATOR_TOTAL[v] for v in values}, "TotalSegmentator total task (10-14)"
@@ -138,11 +132,12 @@ def _read_totalsegmentator_folder(folder: Path):
     if not found:
         raise DPOInputError(str(folder), "holds none of TotalSegmentator's lobe files "
                             f"({', '.join(s + '.nii.gz' for s in TOTALSEGMENTATOR_FILES)})")
-    reference = _read(next(iter(found.values())))
+    first = next(iter(found.values()))
+    reference = read_image_file(first, str(first))
     combined = np.zeros(sitk.GetArrayViewFromImage(reference).shape, dtype=np.uint8)
     mapping = {}
     for value, (code, file) in enumerate(sorted(found.items()), start=1):
-        array = sitk.GetArrayViewFromImage(_read(file))
+        array = sitk.GetArrayViewFromImage(read_image_file(file, str(file)))
         combined[array > 0] = value
         mapping[value] = code
     image = sitk.GetImageFromArray(combined)
@@ -197,9 +192,3 @@ def write_segmentation(path: str | Path, lobes: np.ndarray, reference: sitk.Imag
     image.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
     sitk.WriteImage(image, str(path), useCompression=True)
     return Path(path)
-
-
-def lobe_volumes_ml(lobes: np.ndarray, spacing) -> dict[str, float]:
-    counts = np.bincount(lobes.ravel(), minlength=7)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    return {BY_LABEL[label].code: round(float(counts[label]) * voxel_ml, 1) for label in range(1, 7)}

@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..common.anatomy import lobe_volumes_ml
 from ..common.errors import DPOInputError
 from ..common.progress import Progress, ensure_progress
-from ..common.safe_files import refuse_existing
-from ..ct.ct_image import CTVolume, Geometry, orient_lps
+from ..common.safe_files import atomic_target
+from ..ct.ct_image import CTVolume, orient_lps
+from ..ct.label_maps import check_grid
 from ..ct.lung_mask import segment_lungs
 from .fissures import assign_lobes, load_points
 from .lingula_split import split_lingula
-from .lobe_files import lobe_volumes_ml, read_lobe_source, to_spec_labels, write_label_map, write_segmentation
+from .lobe_files import read_lobe_source, to_spec_labels, write_label_map, write_segmentation
 
 METHODS = ("fissures", "lungmask", "import")
 
@@ -40,9 +42,7 @@ class LobeResult:
 
 def _imported(ct: CTVolume, source: str | Path, numbering: str) -> LobeResult:
     image, mapping, description = read_lobe_source(source, numbering)
-    if not Geometry.of(image).matches(ct.original):
-        raise DPOInputError(str(source), f"grid {Geometry.of(image).describe()} does not match the CT's "
-                            f"{ct.original.describe()}")
+    check_grid(image, ct, str(source))
     oriented = orient_lps(image)
     lobes, needs_split = to_spec_labels(sitk.GetArrayFromImage(oriented), mapping)
     points = {}
@@ -101,9 +101,7 @@ def compute_lobes(ct: CTVolume, method: str = "fissures", source: str | Path | N
 def write_lobes(path: str | Path, lobes: np.ndarray, ct: CTVolume, overwrite: bool = False) -> Path:
     """A label map (values 1-6), or a Slicer segmentation when the name ends in ``.seg.nrrd``."""
     path = Path(path)
-    refuse_existing(path, overwrite)
-    temporary = path.with_name(f".{path.name}.part{''.join(path.suffixes)}")
     writer = write_segmentation if path.name.endswith(".seg.nrrd") else write_label_map
-    writer(temporary, lobes, ct.image)
-    temporary.replace(path)
+    with atomic_target(path, overwrite, keep_suffixes=True) as temporary:
+        writer(temporary, lobes, ct.image)
     return path

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from ..common.errors import DPOInputError
 from ..common.progress import Progress, ensure_progress
+from ..common.safe_files import atomic_target
 from ..ct.voxel_boxes import bounding_box
 from .lingula_split import split_lingula
 from .lobe_files import LUNGMASK_LTRC, to_spec_labels
@@ -90,17 +91,16 @@ def download_weights(models, progress: Progress | None = None) -> dict[str, Path
         progress.step(n / max(len(models), 1), f"downloading lungmask weights {filename}")
         match = re.search(r"-([0-9a-f]{6,})\.", filename)
         target = folder / filename
-        partial = folder / f".{filename}.part"
-        try:
-            download_url_to_file(url, str(partial), hash_prefix=match.group(1) if match else None, progress=False)
-        except RuntimeError as error:  # torch's hash mismatch
-            partial.unlink(missing_ok=True)
-            raise DPOInputError("lungmask weights", f"{url}: the download is not the expected file ({error})") from None
-        except OSError as error:  # no network, proxy, HTTP error, missing file
-            partial.unlink(missing_ok=True)
-            raise DPOInputError("lungmask weights", f"could not download {url} ({error}); download it on a machine "
-                                f"with internet access and put it in {folder} (or pass --weights DIR)") from None
-        partial.replace(target)
+        with atomic_target(target, overwrite=True) as partial:
+            try:
+                download_url_to_file(url, str(partial), hash_prefix=match.group(1) if match else None, progress=False)
+            except RuntimeError as error:  # torch's hash mismatch
+                raise DPOInputError("lungmask weights",
+                                    f"{url}: the download is not the expected file ({error})") from None
+            except OSError as error:  # no network, proxy, HTTP error, missing file
+                raise DPOInputError("lungmask weights", f"could not download {url} ({error}); download it on a "
+                                    f"machine with internet access and put it in {folder} (or pass --weights DIR)"
+                                    ) from None
         paths[model] = target
     return paths
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from ..common.anatomy import BY_CODE, BY_LABEL
+from ..common.anatomy import BY_CODE, BY_LABEL, lungs_from_lobes
 from ..common.errors import DPOInputError
 from ..lobes.lobe_files import lobe_code_for_name, terminology_tag, to_spec_labels
 
@@ -212,7 +212,7 @@ class MRMLLobes:
 
         ct = self.checked_ct(volume)
         current = self.lobe_array(segmentation, volume)
-        lungs = np.where(current > 3, 2, np.where(current > 0, 1, 0)).astype(np.uint8)
+        lungs = lungs_from_lobes(current)
         points = self.fissure_points()
         shown = getattr(self, "_shown_points", None)
         if shown and set(shown) == set(points):

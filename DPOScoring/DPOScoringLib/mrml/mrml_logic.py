@@ -20,13 +20,22 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from ..common.anatomy import BY_CODE
+from ..common.anatomy import BY_CODE, lobe_at
 from ..common.errors import DPOInputError
-from ..common.safe_files import atomic_write_json
+from ..common.safe_files import atomic_target, atomic_write_json
 from ..ct.ct_image import CTVolume, check_ct_image
 from ..detection.candidates_file import reading_from_candidates
-from ..rules.reading import BACKGROUNDS, KINDS, STATUSES, Reading, parse_finding, parse_lobes, parse_reading
-from ..rules.score_summary import LOBE_COLUMNS, banner_text, lobe_rows
+from ..rules.reading import (
+    BACKGROUNDS,
+    KINDS,
+    READING_SCHEMA,
+    STATUSES,
+    Reading,
+    parse_finding,
+    parse_lobes,
+    parse_reading,
+)
+from ..rules.score_summary import LOBE_COLUMNS, banner_text, display_layer, lobe_rows
 from ..rules.scoring import score_reading
 from .mrml_lobes import MRMLLobes
 
@@ -180,10 +189,8 @@ class DPOScoringMRMLLogic(MRMLLobes):
 
     def lobe_at(self, lobe_array: np.ndarray, image: sitk.Image, lps) -> str:
         """Lobe code at an LPS point (nearest lobe within 5 mm, as for detected candidates)."""
-        from ..detection.candidates import _lobe_at
-
         ijk = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in lps]))
-        return _lobe_at(lobe_array, ijk[::-1], np.array(image.GetSpacing()[::-1]))
+        return lobe_at(lobe_array, ijk[::-1], np.array(image.GetSpacing()[::-1]))
 
     # --- candidates as markups ---------------------------------------------------------------
     def candidates_to_markups(self, document: dict, name: str = "DPO candidates"):
@@ -322,7 +329,7 @@ class DPOScoringMRMLLogic(MRMLLobes):
         lobes[code] = dict(assessment)
         if suggestion is not None:
             lobes[code].setdefault("extent_fraction_suggested", suggestion)
-        parse_reading({"schema": "dpo-reading/1", "lobes": lobes})  # validated before it is kept
+        parse_reading({"schema": READING_SCHEMA, "lobes": lobes})  # validated before it is kept
         markups.SetAttribute(LOBE_ASSESSMENTS, json.dumps(lobes))
         self._log(markups, reader, {"lobe": code, "assessment": assessment})
 
@@ -350,9 +357,7 @@ class DPOScoringMRMLLogic(MRMLLobes):
     # --- status layers: what the views show -------------------------------------------------
     @staticmethod
     def layer_of(record: dict) -> str:
-        if record.get("kind") in ("large_calcified", "granuloma") and record.get("status") != "rejected":
-            return "separate"
-        return record.get("status", "pending")
+        return display_layer(record)
 
     def status_layers(self, markups) -> dict:
         """One locked markups node per status (pending yellow, confirmed green, rejected grey,
@@ -491,11 +496,10 @@ class DPOScoringMRMLLogic(MRMLLobes):
         if storage is None:
             storage = self.scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
             markups.SetAndObserveStorageNodeID(storage.GetID())
-        temporary = folder / ".candidates.part.mrk.json"
-        storage.SetFileName(str(temporary))
-        if not storage.WriteData(markups):
-            raise DPOInputError(str(folder), "the markups could not be written")
-        temporary.replace(folder / "candidates.mrk.json")
+        with atomic_target(folder / "candidates.mrk.json", overwrite=True, keep_suffixes=True) as temporary:
+            storage.SetFileName(str(temporary))
+            if not storage.WriteData(markups):
+                raise DPOInputError(str(folder), "the markups could not be written")
         storage.SetFileName(str(folder / "candidates.mrk.json"))
         reading = self.reading(markups)
         atomic_write_json(folder / "reading.json", reading, overwrite=True)

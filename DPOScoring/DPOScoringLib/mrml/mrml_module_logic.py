@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..common.anatomy import lungs_from_lobes
 from ..common.errors import DPOInputError
 from ..rules.policy import ScoringPolicy
 from .mrml_logic import DPOScoringMRMLLogic
@@ -174,7 +175,7 @@ class ModuleLogic:
         """A missed ossification: measured like a detected one and given its lobe."""
         lps = [-ras[0], -ras[1], ras[2]]
         lobes, image = self.lobeArray(parameterNode) if parameterNode.lobeSegmentation else (None, None)
-        lungs = None if lobes is None else (lobes > 0).astype("uint8") + (lobes > 3).astype("uint8")
+        lungs = None if lobes is None else lungs_from_lobes(lobes)
         measured = self.mrml.measure_reader_point(parameterNode.inputVolume, lps, lungs)
         lps = measured.get("lps", lps)
         lobe = "unassigned" if lobes is None else self.mrml.lobe_at(lobes, image, lps)

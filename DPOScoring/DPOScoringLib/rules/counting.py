@@ -66,11 +66,6 @@ def left_total(counts: dict[str, int]) -> int:
     return sum(counts[code] for code in LEFT_LOBES)
 
 
-def ldo(reading: Reading, statuses: Iterable[str]) -> int:
-    """LDO: the number of lobes with dendriform PO."""
-    return len(dendriform_lobes(reading, statuses))
-
-
 def separately_recorded(reading: Reading, statuses: Iterable[str]) -> dict:
     """Calcified nodules >= 4 mm and suspected granulomas: recorded, never counted as POs."""
     result = {kind: dict.fromkeys(LOBE_CODES, 0) for kind in SEPARATE_KINDS}

@@ -55,10 +55,6 @@ class Finding:
     short_axis_mm: float | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def is_po(self) -> bool:
-        return self.kind in PO_KINDS
-
 
 @dataclass(frozen=True)
 class ILDScores:
@@ -249,8 +245,9 @@ def parse_reading(raw: Any) -> Reading:
     return Reading(findings=findings, lobes=lobes, meta=meta)
 
 
-def load_json_file(path: str | Path, what: str = "file") -> Any:
-    """Read a JSON file, turning every failure into one ``DPOInputError`` line naming the file."""
+def load_json_file(path: str | Path, what: str = "file", schema: str | None = None) -> Any:
+    """Read a JSON file, turning every failure into one ``DPOInputError`` line naming the file;
+    with ``schema``, the document must be an object whose ``schema`` is that string."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -263,10 +260,13 @@ def load_json_file(path: str | Path, what: str = "file") -> Any:
     except OSError as error:
         raise DPOInputError(str(path), f"cannot be read ({error.strerror})") from None
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as error:
         raise DPOInputError(str(path), f"is not valid JSON: line {error.lineno} column "
                             f"{error.colno}: {error.msg}") from None
+    if schema is not None and (not isinstance(document, dict) or document.get("schema") != schema):
+        raise DPOInputError(f"{path}: schema", f"is not {schema!r}")
+    return document
 
 
 def load_reading(path: str | Path) -> Reading:

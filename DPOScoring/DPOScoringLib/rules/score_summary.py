@@ -10,6 +10,7 @@ ILD and extent questions ("not assessed" is not the same as 0).
 from __future__ import annotations
 
 from ..common.anatomy import BY_CODE, LOBE_CODES
+from .reading import SEPARATE_KINDS
 
 KIND_WORDS = {
     "nodular": "nodular PO",
@@ -17,6 +18,17 @@ KIND_WORDS = {
     "large_calcified": "calcified nodule >= 4 mm (recorded separately)",
     "granuloma": "suspected granuloma (recorded separately)",
 }
+SEPARATE_LAYER = "separate"
+
+
+def display_layer(finding: dict) -> str:
+    """How a finding is shown (views, report): a calcified nodule >= 4 mm or a suspected granuloma
+    that is not rejected is "recorded separately" (spec section 3), anything else by its status."""
+    if finding.get("kind") in SEPARATE_KINDS and finding.get("status") != "rejected":
+        return SEPARATE_LAYER
+    return finding.get("status", "pending")
+
+
 STATUS_WORDS = {"pending": "pending (not yet reviewed)", "confirmed": "confirmed", "rejected": "rejected"}
 ZONE_WORDS = {"pleural": "pleural", "cortical": "cortical", "medullary": "medullary", None: "zone not known"}
 DEF1_WORDS = {

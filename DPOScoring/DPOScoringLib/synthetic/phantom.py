@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..common.anatomy import BY_LABEL
+from ..common.anatomy import lobe_volumes_ml, lung_volumes_ml
 from ..common.progress import Progress, ensure_progress
 from .phantom_anatomy import LUNG_SIDES, ChestGeometry, Segment, segment_distance
 from .phantom_fibrosis import Parenchyma, cyst_painters, place_honeycomb
@@ -347,18 +347,14 @@ def finish_phantom(canvas, geo, spec, lobes, lungs, findings, distractors, cysts
             result.SetDirection(direction)
         return result
 
-    voxel_ml = float(np.prod(spec.spacing)) / 1000.0
-    counts = np.bincount(lobes.ravel(), minlength=7)
     truth = {
         "schema": TRUTH_SCHEMA,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()},
         "findings": findings,
         "distractors": distractors,
-        "lobe_volumes_ml": {BY_LABEL[label].code: round(float(counts[label]) * voxel_ml, 1)
-                            for label in range(1, 7)},
+        "lobe_volumes_ml": lobe_volumes_ml(lobes, spec.spacing),
         "lung_labels": {"1": "right", "2": "left"},
-        "lung_volumes_ml": {"right": round(float((lungs == 1).sum()) * voxel_ml, 1),
-                            "left": round(float((lungs == 2).sum()) * voxel_ml, 1)},
+        "lung_volumes_ml": lung_volumes_ml(lungs, spec.spacing),
         "scanner": scanner,
     }
     if cysts:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..common.anatomy import BY_LABEL
+from ..common.anatomy import code_for_label
 from .phantom_anatomy import ChestGeometry, Segment, segment_distance
 from .phantom_placement import PaperPlacer, exact_gap
 
@@ -102,10 +102,6 @@ class _Placer:
         return None, None
 
 
-def _lobe_name(label: int) -> str:
-    return BY_LABEL[label].code if label in BY_LABEL else "unassigned"
-
-
 def sphere_inside(center, radius):
     return lambda p: np.linalg.norm(p - center, axis=-1) <= radius
 
@@ -145,7 +141,7 @@ def _finding(findings, kind, centre, diameter, density, label, gap, **extra) -> 
     item = {"id": f"{kind}-{len(findings) + 1:02d}", "kind": kind,
             "lps": [round(float(v), 3) for v in centre],
             "diameter_mm": round(float(diameter), 3), "density_hu": round(float(density), 1),
-            "lobe": _lobe_name(label), "lung": "right" if label <= 3 else "left",
+            "lobe": code_for_label(label), "lung": "right" if label <= 3 else "left",
             "pleural": bool(gap <= 1.0), "gap_to_pleura_mm": round(float(gap), 3)}
     item.update(extra)
     findings.append(item)
@@ -283,7 +279,7 @@ def paint_distractors(canvas, geo, spec, lobes, airways) -> list[dict]:
         canvas.paint(mid - bronchus.radius - 3, mid + bronchus.radius + 3, arc, 550.0, 3)
         distractors.append({"id": "airway-cartilage", "kind": "airway_calcification",
                             "lps": [round(float(v), 3) for v in mid],
-                            "lobe": _lobe_name(_label_at(canvas, lobes, mid))})
+                            "lobe": code_for_label(_label_at(canvas, lobes, mid))})
     if spec.hilar_node:
         centre = _hilar_node_centre(geo, 4.0)
         if centre is not None:
