@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from DPOScoringLib.cli import main as cli
 
 PROGRESS_LINE = re.compile(r"^\[\s*\d+%\] ")
@@ -83,3 +85,18 @@ def refused_subprocess(sandbox: Path, argv: list, phrases, timeout: float = 120)
                                                                                             "TMPDIR": str(temp)})
     return _check(result.returncode, result.stdout, result.stderr, phrases, before, snapshot(sandbox), temp_before,
                   snapshot(temp))
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str):
+    """A small tmpfs mounted at ``folder`` with mount ``options`` (``size=1m``, ``ro,size=1m``; root
+    only); the test is skipped where mount is refused."""
+    folder.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                            text=True, encoding="utf-8")
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

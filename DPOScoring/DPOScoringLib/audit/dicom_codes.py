@@ -41,24 +41,23 @@ def lobe_type(code: str) -> tuple[Code, Code | None]:
 
 
 # --- SR: measurement names, derivations, units --------------------------------------------------
-SHORT_AXIS = Code("103340004", "SCT", "Short axis")
-LONG_AXIS = Code("103339001", "SCT", "Long axis")
-VOLUME = Code("118565006", "SCT", "Volume")
+MM, HU, NO_UNITS = Code("mm", "UCUM", "mm"), Code("[hnsf'U]", "UCUM", "Hounsfield unit"), Code("1", "UCUM", "no units")
 ATTENUATION = Code("112031", "DCM", "Attenuation Coefficient")
-MAXIMUM = Code("56851009", "SCT", "Maximum")
-MEAN = Code("373098007", "SCT", "Mean")
-MM = Code("mm", "UCUM", "mm")
-MM3 = Code("mm3", "UCUM", "cubic millimeter")
-HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
-NO_UNITS = Code("1", "UCUM", "no units")
-YES = Code("373066001", "SCT", "Yes")
-NO = Code("373067005", "SCT", "No")
+# what findings.dcm reports of each finding: candidate field -> (concept name, unit, derivation)
+FINDING_MEASUREMENTS = {
+    "short_axis_mm": (Code("103340004", "SCT", "Short axis"), MM, None),
+    "long_axis_mm": (Code("103339001", "SCT", "Long axis"), MM, None),
+    "volume_mm3": (Code("118565006", "SCT", "Volume"), Code("mm3", "UCUM", "cubic millimeter"), None),
+    "peak_hu": (ATTENUATION, HU, Code("56851009", "SCT", "Maximum")),
+    "mean_hu": (ATTENUATION, HU, Code("373098007", "SCT", "Mean")),
+}
+YES, NO = Code("373066001", "SCT", "Yes"), Code("373067005", "SCT", "No")
 CT_CHEST = Code("24627-2", "LN", "CT Chest")
 
 FINDING_KINDS = {
     "nodular": private("PO-NODULAR", "Nodular pulmonary ossification"),
     "dendriform": private("PO-DENDRIFORM", "Dendriform pulmonary ossification"),
-    "large_calcified": private("CALCIFIED-NODULE", "Calcified nodule, short axis >= 5 mm"),
+    "large_calcified": private("CALCIFIED-NODULE", "Calcified nodule, short axis >= 4 mm"),
     "granuloma": private("GRANULOMA", "Calcified granuloma"),
 }
 ZONE = private("ZONE", "Zone within the lobe")
@@ -71,16 +70,20 @@ STATUSES = {"confirmed": private("CONFIRMED", "Confirmed by the reader"),
 
 DPO_SCORING = private("DPO-SCORING", "Diffuse pulmonary ossification scoring")
 NNPOL = private("NNPOL", "Number of nodular POs in the lobe")
-RIGHT_TOTAL = private("NNPO-RIGHT", "Number of nodular POs in the right lung")
-LEFT_TOTAL = private("NNPO-LEFT", "Number of nodular POs in the left lung")
-TOTAL = private("NNPO-TOTAL", "Number of nodular POs in both lungs")
-LDO = private("LDO", "Number of lobes with dendriform ossification")
-ANS = private("ANS", "Average nodule score")
-CS = private("CS", "Coarseness score")
-ILD_EXTENT = private("ILD-EXTENT", "ILD extent (sum of the six lobes' extents, 0-18)")
-DEF1 = private("DPO-DEF1", "DPO definition 1 met")
-DEF2 = private("DPO-DEF2", "DPO definition 2 met")
-COMPLETE = private("READING-COMPLETE", "Every finding decided by the reader")
+# the case's numbers (no units): scores.json key -> concept name
+SCORE_MEASUREMENTS = {
+    "right_total": private("NNPO-RIGHT", "Number of nodular POs in the right lung"),
+    "left_total": private("NNPO-LEFT", "Number of nodular POs in the left lung"),
+    "total": private("NNPO-TOTAL", "Number of nodular POs in both lungs"),
+    "ldo": private("LDO", "Number of lobes with dendriform ossification"),
+    "ans": private("ANS", "Average nodule score"),
+    "coarseness_score": private("CS", "Coarseness score"),
+    "ild_extent": private("ILD-EXTENT", "ILD extent (sum of the six lobes' extents, 0-18)"),
+}
+# the case's yes/no answers: scores.json key -> concept name
+SCORE_EVALUATIONS = {"dpo_def1": private("DPO-DEF1", "DPO definition 1 met"),
+                     "dpo_def2": private("DPO-DEF2", "DPO definition 2 met"),
+                     "complete": private("READING-COMPLETE", "Every finding decided by the reader")}
 POLICY_NAMES = {"def1": private("POLICY-DEF1", "Variant of DPO definition 1 applied"),
                 "def2": private("POLICY-DEF2", "Variant of DPO definition 2 applied"),
                 "dendriform_nodules": private("POLICY-DENDNOD", "Nodular POs in a dendriform lobe")}

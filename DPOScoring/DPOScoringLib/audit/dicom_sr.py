@@ -64,11 +64,7 @@ def finding_group(series: SourceSeries, finding: dict):
     import highdicom as hd
 
     measurements = []
-    for key, name, unit, derivation in (("short_axis_mm", dc.SHORT_AXIS, dc.MM, None),
-                                        ("long_axis_mm", dc.LONG_AXIS, dc.MM, None),
-                                        ("volume_mm3", dc.VOLUME, dc.MM3, None),
-                                        ("peak_hu", dc.ATTENUATION, dc.HU, dc.MAXIMUM),
-                                        ("mean_hu", dc.ATTENUATION, dc.HU, dc.MEAN)):
+    for key, (name, unit, derivation) in dc.FINDING_MEASUREMENTS.items():
         if finding.get(key) is not None:
             measurements.append(_measurement(name, finding[key], unit, derivation))
     evaluations = [_evaluation(dc.STATUS, dc.STATUSES[finding["status"]])]
@@ -91,14 +87,10 @@ def case_group(scores: dict):
 
     measurements = [_measurement(dc.NNPOL, scores["nnpol"][code], dc.NO_UNITS, sites=_site(code))
                     for code in BY_CODE]
-    for key, name in (("right_total", dc.RIGHT_TOTAL), ("left_total", dc.LEFT_TOTAL), ("total", dc.TOTAL),
-                      ("ldo", dc.LDO), ("ans", dc.ANS), ("coarseness_score", dc.CS),
-                      ("ild_extent", dc.ILD_EXTENT)):
+    for key, name in dc.SCORE_MEASUREMENTS.items():
         if scores.get(key) is not None:  # ANS and CS are undefined in some cases: left out, not faked
             measurements.append(_measurement(name, scores[key], dc.NO_UNITS))
-    evaluations = [_evaluation(dc.DEF1, dc.YES if scores["dpo_def1"] else dc.NO),
-                   _evaluation(dc.DEF2, dc.YES if scores["dpo_def2"] else dc.NO),
-                   _evaluation(dc.COMPLETE, dc.YES if scores["complete"] else dc.NO)]
+    evaluations = [_evaluation(name, dc.YES if scores[key] else dc.NO) for key, name in dc.SCORE_EVALUATIONS.items()]
     for key, name in dc.POLICY_NAMES.items():
         evaluations.append(_evaluation(name, dc.policy_value(key, scores["policy"][key])))
     return hd.sr.MeasurementsAndQualitativeEvaluations(

@@ -34,34 +34,30 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def finite_float(low: float, high: float):
-    """An argparse type: a finite number within [low, high]."""
-    def parse(text: str) -> float:
+def _number_in(convert, what: str, low, high, show):
+    """An argparse type: ``convert(text)`` (float or int), finite, within [low, high]."""
+    def parse(text: str):
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value:g} is outside {low:g} to {high:g}")
+            raise argparse.ArgumentTypeError(f"{show(value)} is outside {show(low)} to {show(high)}")
         return value
-    parse.__name__ = "number"
+    parse.__name__ = what
     return parse
+
+
+def finite_float(low: float, high: float):
+    """An argparse type: a finite number within [low, high]."""
+    return _number_in(float, "number", low, high, "{:g}".format)
 
 
 def int_in(low: int, high: int):
     """An argparse type: a whole number within [low, high]."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low} to {high}")
-        return value
-    parse.__name__ = "whole number"
-    return parse
+    return _number_in(int, "whole number", low, high, str)
 
 
 def non_empty_text(text: str) -> str:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.errors import DPOInputError
-from .fissures import FISSURES, FissureSurface
+from .fissures import FissureSurface, fissure_point_array
 
 ANNOTATION_SCHEMA = "dpo-fissure-annotation/1"
 SEARCH_MM = 60.0
@@ -23,18 +22,9 @@ STEP_MM = 0.5
 def load_annotation(path: str | Path) -> dict[str, np.ndarray]:
     from ..rules.reading import load_json_file
 
-    document = load_json_file(path, "fissure annotation file")
-    if not isinstance(document, dict) or document.get("schema") != ANNOTATION_SCHEMA:
-        raise DPOInputError(f"{path}: schema", f"is not {ANNOTATION_SCHEMA!r}")
-    result = {}
-    for name, points in document.get("fissures", {}).items():
-        if name not in FISSURES:
-            raise DPOInputError(f"{path}: fissures.{name}", f"unknown fissure (expected {', '.join(FISSURES)})")
-        array = np.asarray(points, dtype=float)
-        if array.ndim != 2 or array.shape[1] != 3:
-            raise DPOInputError(f"{path}: fissures.{name}", "must be a list of [x, y, z] points")
-        result[name] = array
-    return result
+    document = load_json_file(path, "fissure annotation file", ANNOTATION_SCHEMA)
+    return {name: fissure_point_array(f"{path}: fissures.{name}", name, points)
+            for name, points in document.get("fissures", {}).items()}
 
 
 def distances_to_surface(points: np.ndarray, control_points: np.ndarray) -> np.ndarray:

@@ -4,14 +4,12 @@ and nothing created, changed or removed in or outside --out (see bad_input_harne
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-from bad_input_harness import refused
+from bad_input_harness import refused, tmpfs
 from test_ct_loading import small_ct
 
 from DPOScoringLib.cli.main import example_reading_path
@@ -37,18 +35,6 @@ def truncated_ct(folder: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str):
-    """A small tmpfs mounted at ``folder`` (root only); the test is skipped where mount is refused."""
-    folder.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                            text=True, encoding="utf-8")
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 # --- outputs (point 2) -----------------------------------------------------------------------------

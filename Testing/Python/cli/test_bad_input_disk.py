@@ -8,35 +8,19 @@ half-written left behind (no ``.partial`` folder, no ``.part`` file, no truncate
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from bad_input_harness import refused, snapshot
+from bad_input_harness import refused, snapshot, tmpfs
 
 from DPOScoringLib.audit.bundle import write_bundle
 from DPOScoringLib.common import safe_files
 from DPOScoringLib.common.errors import DPOOutputError
 from DPOScoringLib.common.safe_files import atomic_write_bytes
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, size: str):
-    folder.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                            capture_output=True, text=True, encoding="utf-8")
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 class FakeCT:
@@ -57,7 +41,7 @@ def bundle_inputs(shape=(64, 64, 64)):
 
 def test_bundle_on_a_disk_that_fills_leaves_nothing(tmp_path):
     ct, lobes, reading, scores, provenance = bundle_inputs()
-    with tmpfs(tmp_path / "disk", "160k") as disk:
+    with tmpfs(tmp_path / "disk", "size=160k") as disk:
         with pytest.raises(DPOOutputError) as caught:
             write_bundle(disk / "bundle", ct, lobes, reading, scores, provenance)
         message = str(caught.value)
@@ -68,7 +52,7 @@ def test_bundle_on_a_disk_that_fills_leaves_nothing(tmp_path):
 
 def test_replacing_a_bundle_on_a_full_disk_keeps_the_old_one(tmp_path):
     ct, lobes, reading, scores, provenance = bundle_inputs(shape=(8, 8, 8))
-    with tmpfs(tmp_path / "disk", "200k") as disk:
+    with tmpfs(tmp_path / "disk", "size=200k") as disk:
         old = write_bundle(disk / "bundle", ct, lobes, reading, scores, provenance)
         before = snapshot(old)
         free = shutil.disk_usage(disk).free
@@ -81,7 +65,7 @@ def test_replacing_a_bundle_on_a_full_disk_keeps_the_old_one(tmp_path):
 
 
 def test_atomic_write_on_a_full_disk_keeps_the_existing_file(tmp_path):
-    with tmpfs(tmp_path / "disk", "64k") as disk:
+    with tmpfs(tmp_path / "disk", "size=64k") as disk:
         target = disk / "scores.json"
         target.write_text("the earlier scores")
         with pytest.raises(DPOOutputError, match="scores.json: could not be written \\(the disk is full\\)"):
@@ -100,7 +84,7 @@ def test_run_on_a_disk_that_fills_while_the_bundle_is_written(tmp_path, monkeypa
     spec = PhantomSpec(fov_mm=(200.0, 170.0, 90.0), spacing=(1.2, 1.2, 2.5), seed=5, n_po=6)
     ct = write_phantom(generate_phantom(spec), sandbox / "phantom")["ct"]
     monkeypatch.setattr(safe_files, "_check_space", lambda folder, expected, where: None)
-    with tmpfs(sandbox / "disk", "100k") as disk:
+    with tmpfs(sandbox / "disk", "size=100k") as disk:
         line = refused(sandbox, ["run", ct, "--out", disk / "bundle", "--quiet"],
                        [str(disk / "bundle"), "could not be written (the disk is full)", "nothing was left"],
                        monkeypatch)
@@ -126,7 +110,7 @@ def test_demo_on_a_disk_too_small_is_refused_before_any_work(tmp_path, monkeypat
     """The demo writes about 16 MB: on a 1 MB disk it says so before building its phantom."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
-    with tmpfs(sandbox / "disk", "1m") as disk:
+    with tmpfs(sandbox / "disk", "size=1m") as disk:
         message = refused(sandbox, ["demo", "--out", disk / "demo-output", "--quiet"], ["demo-output", "space"],
                           monkeypatch)
         assert not (disk / "demo-output").exists(), message
