@@ -6,9 +6,6 @@ shown, Cancel ends it); every scoring rule lives in ``DPOScoringLib``.
 """
 
 import os
-import shutil
-import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +25,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from DPOScoringLib.common.anatomy import LOBES
+from DPOScoringLib.mrml import module_panel
 from DPOScoringLib.mrml.mrml_logic import BONE_WINDOW, LUNG_WINDOW
 from DPOScoringLib.mrml.mrml_module_logic import (
     ASSESSMENT_COLUMNS,
@@ -38,10 +36,9 @@ from DPOScoringLib.mrml.mrml_module_logic import (
     parse_worker_line,
 )
 from DPOScoringLib.rules.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
-from DPOScoringLib.rules.reading import BACKGROUNDS, KINDS
+from DPOScoringLib.rules.reading import BACKGROUNDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
-KIND_LABELS = {**{kind: kind.replace("_", " ") for kind in KINDS}, "granuloma": "suspected granuloma"}
 # Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
 # slice, r reset view, s markups, ...; see Docs/slicer.md and test_slicer_module_widget.py).
 SHORTCUTS = (("N", "next"), ("P", "previous"), ("C", "confirm"), ("X", "reject"), ("U", "undo"),
@@ -110,8 +107,8 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DPOScoringLogic()
 
-        for kind in KINDS:
-            self.ui.kindComboBox.addItem(KIND_LABELS[kind], kind)
+        for kind, label in module_panel.KIND_LABELS.items():
+            self.ui.kindComboBox.addItem(label, kind)
         self.ui.backgroundComboBox.addItem("", "")
         for background in BACKGROUNDS:
             self.ui.backgroundComboBox.addItem(background.replace("_", " "), background)
@@ -163,8 +160,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table = self.ui.lobeAssessmentTable
         table.setRowCount(len(LOBES))
         table.setColumnCount(len(ASSESSMENT_COLUMNS))
-        table.setHorizontalHeaderLabels(["dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb",
-                                         "consolid.", "overall", "> 50 %"])
+        table.setHorizontalHeaderLabels(list(module_panel.ASSESSMENT_HEADERS))
         table.setVerticalHeaderLabels([lobe.code for lobe in LOBES])
         for row in range(len(LOBES)):
             for column, name in enumerate(ASSESSMENT_COLUMNS):
@@ -181,14 +177,12 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         saved = self.logic.mrml.lobe_assessments(node.candidates) if node and node.candidates else {}
         table = self.ui.lobeAssessmentTable
         self._updatingAssessments = True
-        for row, lobe in enumerate(LOBES):
-            answers = saved.get(lobe.code, {})
-            for column, name in enumerate(ASSESSMENT_COLUMNS):
-                if name in CHECKBOX_COLUMNS:
-                    table.item(row, column).setCheckState(qt.Qt.Checked if answers.get(name) else qt.Qt.Unchecked)
+        for row, cells in enumerate(module_panel.assessment_cells(saved, [lobe.code for lobe in LOBES])):
+            for column, value in enumerate(cells):
+                if isinstance(value, bool):
+                    table.item(row, column).setCheckState(qt.Qt.Checked if value else qt.Qt.Unchecked)
                 else:
-                    value = answers.get("ild", {}).get(name)
-                    table.item(row, column).setText("" if value is None else str(value))
+                    table.item(row, column).setText(value)
         self._updatingAssessments = False
 
     def cleanup(self) -> None:
@@ -253,17 +247,11 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanRun(self, caller=None, event=None) -> None:
         node = self._parameterNode
-        busy = self._worker is not None
-        hasVolume = bool(node and node.inputVolume)
-        hasCandidates = bool(node and node.candidates)
-        self.ui.computeLobesButton.enabled = hasVolume and not busy
-        self.ui.recomputeLobesButton.enabled = hasVolume and not busy and node.lobeMethod == "fissures"
-        self.ui.detectButton.enabled = hasVolume and not busy
-        for button in (self.ui.confirmButton, self.ui.rejectButton, self.ui.undoButton, self.ui.previousButton,
-                       self.ui.nextButton, self.ui.addPointButton, self.ui.saveReviewButton):
-            button.enabled = hasCandidates
-        self.ui.cancelButton.enabled = busy
-        self.ui.exportDicomButton.enabled = self.logic.canExportDicom(node)
+        state = module_panel.enabled_buttons(bool(node and node.inputVolume), bool(node and node.candidates),
+                                             self._worker is not None, bool(node) and node.lobeMethod == "fissures",
+                                             self.logic.canExportDicom(node))
+        for name, enabled in state.items():
+            getattr(self.ui, name).enabled = enabled
         if node and has_value(node.reviewFolder):
             self.logic.mrml.review_folder = Path(node.reviewFolder)
 
@@ -272,7 +260,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Runs ``dpo-score ARGUMENTS`` in PythonSlicer; progress from its '[ 42%] ...' lines.
         The QProcess is owned by the module panel (never deleted by Python inside its own
         signal); the work folder is removed when the process has ended, however it ended."""
-        python = shutil.which("PythonSlicer") or os.path.join(os.path.dirname(sys.executable), "PythonSlicer")
+        python = module_panel.worker_program()
         process = qt.QProcess(self.parent)
         environment = qt.QProcessEnvironment.systemEnvironment()
         moduleDir = os.path.dirname(__file__)
@@ -293,8 +281,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onWorkerOutput(self) -> None:
         if self._worker is None:
             return
-        raw = self._worker["process"].readAllStandardError()
-        text = (raw.data() if hasattr(raw, "data") else bytes(raw)).decode("utf-8", "replace")
+        text = module_panel.decode_output(self._worker["process"].readAllStandardError())
         for kind, value, label in map(parse_worker_line, text.splitlines()):
             if kind == "pid" and self._worker["pid"] is None:
                 self._worker["pid"] = value
@@ -332,11 +319,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._worker is None:
             return
         self._cancelled = True
-        if self._worker["pid"]:
-            try:  # python-real first: the launcher does not pass the kill on
-                os.kill(self._worker["pid"], signal.SIGTERM)
-            except OSError:
-                pass  # already ended
+        module_panel.terminate(self._worker["pid"])  # python-real first: the launcher does not pass it on
         self._worker["process"].kill()
         self.ui.progressBar.setFormat(_("cancelled"))
 
@@ -548,9 +531,7 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic, ModuleLogic):
         return DPOScoringParameterNode(super().getParameterNode())
 
     def ensureLungmaskWithTorch(self) -> bool:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if not module_panel.torch_available():
             slicer.util.errorDisplay(_("lungmask needs PyTorch: install the PyTorch extension (PyTorch Utils) "
                                        "from the Extensions Manager, or choose the fissure method."))
             return False

@@ -221,8 +221,20 @@ def test_module_imports_need_only_what_slicer_ships():
         "    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('DPOScoringLib'):\n"
         "        importlib = __import__('importlib')\n"
         "        module = importlib.import_module(node.module)\n"
-        "        [getattr(module, alias.name) for alias in node.names]\n"
+        "        [getattr(module, alias.name) if hasattr(module, alias.name) else\n"
+        "         importlib.import_module(node.module + '.' + alias.name) for alias in node.names]\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_readme_map_names_every_layer_lowest_first():
+    """The "where things are" paragraph of the README's Layout section matches the folders."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Layout"):text.index("## Licence")]
+    where = section[:section.index("```")]
+    positions = [where.find(f"`{layer}/`") for layer in LAYERS]
+    assert -1 not in positions, [layer for layer, at in zip(LAYERS, positions) if at == -1]
+    assert positions == sorted(positions), "the map lists the layers out of order"
+    assert " ".join(f"{layer}/" for layer in LAYERS) in section

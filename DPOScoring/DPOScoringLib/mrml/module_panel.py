@@ -1,0 +1,73 @@
+"""What the module panel shows and may do, decided without Qt (the widget in ``DPOScoring.py``
+only applies it): which buttons are enabled, what the per-lobe table holds, how the background
+process is started and ended, whether PyTorch is there for lungmask. Headless-tested in
+``Testing/Python/mrml/test_module_panel.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import sys
+
+from ..rules.reading import KINDS
+from .mrml_module_logic import ASSESSMENT_COLUMNS, CHECKBOX_COLUMNS
+
+# the finding kinds as the panel's kind menu names them, in the reading format's order
+KIND_LABELS = {kind: "suspected granuloma" if kind == "granuloma" else kind.replace("_", " ") for kind in KINDS}
+
+RUN_BUTTONS = ("computeLobesButton", "detectButton")
+REVIEW_BUTTONS = ("confirmButton", "rejectButton", "undoButton", "previousButton", "nextButton",
+                  "addPointButton", "saveReviewButton")
+
+# the per-lobe table's column headers, one for each of ASSESSMENT_COLUMNS
+ASSESSMENT_HEADERS = ("dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb", "consolid.", "overall", "> 50 %")
+
+
+def enabled_buttons(has_volume: bool, has_candidates: bool, busy: bool, fissure_method: bool,
+                    can_export_dicom: bool) -> dict[str, bool]:
+    """Each panel button (by its .ui name) and whether it is enabled: a run needs a CT and no run
+    going, recomputing lobes from points only the fissure method has, review needs candidates."""
+    state = {name: has_volume and not busy for name in RUN_BUTTONS}
+    state["recomputeLobesButton"] = has_volume and not busy and fissure_method
+    state.update(dict.fromkeys(REVIEW_BUTTONS, has_candidates))
+    state["cancelButton"] = busy
+    state["exportDicomButton"] = can_export_dicom
+    return state
+
+
+def assessment_cells(saved: dict, lobe_codes) -> list[list]:
+    """The per-lobe table, one row a lobe and one cell a column of ``ASSESSMENT_COLUMNS``: True or
+    False in a checkbox column, else the saved ILD grade as text ("" when not assessed)."""
+    rows = []
+    for code in lobe_codes:
+        answers = saved.get(code, {})
+        rows.append([bool(answers.get(name)) if name in CHECKBOX_COLUMNS
+                     else ("" if answers.get("ild", {}).get(name) is None else str(answers["ild"][name]))
+                     for name in ASSESSMENT_COLUMNS])
+    return rows
+
+
+def worker_program() -> str:
+    """PythonSlicer (the launcher that sets up Slicer's Python environment) beside this Python."""
+    return shutil.which("PythonSlicer") or os.path.join(os.path.dirname(sys.executable), "PythonSlicer")
+
+
+def decode_output(raw) -> str:
+    """A QByteArray (or bytes) of the worker's stderr as text."""
+    return (raw.data() if hasattr(raw, "data") else bytes(raw)).decode("utf-8", "replace")
+
+
+def terminate(pid) -> None:
+    """Ends the worker's python-real (the launcher does not pass a kill on); gone already is fine."""
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def torch_available() -> bool:
+    """lungmask needs PyTorch, which the PyTorch extension installs (never this module)."""
+    return importlib.util.find_spec("torch") is not None
