@@ -2,9 +2,10 @@
 
 Builds a 512 x 512 x 400 chest phantom (0.7 x 0.7 x 0.8 mm) once, then reports:
 * naive reference: threshold + scipy.ndimage.label + find_objects on the whole volume;
-* detection with the lung mask given (goal: at most half the naive reference's time);
 * the `dpo-score detect` path after loading, lungs from the CT (goal: at most 3x the naive
-  reference), and the `detect --lungs` path (lung mask given, airways and contrast still judged);
+  reference), and the `detect --lungs` path: the lung mask given, everything else `detect --lungs`
+  does (airways tracked, contrast judged, candidates) timed (goal: at most half the naive reference);
+* the candidate search alone (``detect_candidates``: no airways, no contrast), for comparison;
 * weight-free lung masking (goal: at most 3x the naive reference);
 * recomputing the six lobes from moved fissure points (goal: about a second);
 * peak memory of detection and of lung masking above the loaded volume (goal: under 4x the
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
         "fissure_recompute_s": round(fissure_s, 3),
         "detection_peak_memory_over_volume": round(detect_peak / volume_bytes, 3),
         "lung_mask_peak_memory_over_volume": round(lungs_peak / volume_bytes, 3),
-        "goals": {"detection_over_naive": "<= 0.5", "lung_mask_over_naive": "<= 3",
+        "goals": {"detect_with_lungs_over_naive": "<= 0.5", "lung_mask_over_naive": "<= 3",
                   "detect_command_over_naive": "<= 3",
                   "fissure_recompute_s": "about 1",
                   "peak_memory_over_volume": "< 4"},

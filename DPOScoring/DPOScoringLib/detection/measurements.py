@@ -1,7 +1,9 @@
 """Measuring one candidate on a small crop around it: size (RECIST short and long axis, spec
 section 3), volume, HU, centre, slices, thickness and shape (nodular / dendriform / large).
 
-Shape (spec section 3: "dendriform (branching structure on contiguous slices)"): dendriform when
+Shape: the spec (section 3) says only "nodular, or dendriform (branching structure on contiguous
+slices). A small rod-like opacity is nodular"; the numbers below are this detector's reading of
+it, not the spec's (Docs/detection.md gives their grounds). Dendriform when
 branching (a junction in its 3-D skeleton, or, where thick slices blur a side branch into the
 trunk, part of it, followed down to a quarter of its height, standing off its axis by more than a
 branch's radius), thin (< 4 mm thick), at
