@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import types
 from pathlib import Path
@@ -133,7 +134,7 @@ def test_cancel_ends_python_real_then_the_launcher_and_cleans_up(gui, phantom_1m
     folder = Path(process.arguments[process.arguments.index("--out") + 1]).parent
     process.write_stderr("[pid 4343]\n")
     gui.ui.cancelButton.emit("clicked(bool)", False)
-    assert killed == [(4343, gui.module.signal.SIGTERM)] and process.killed
+    assert killed == [(4343, signal.SIGTERM)] and process.killed  # mrml/module_panel.terminate
     process.emit("finished(int,QProcess::ExitStatus)", 9, 1)
     assert not double.ERRORS and not folder.exists() and gui.ui.detectButton.enabled
 
