@@ -2,7 +2,8 @@
 against the oldest supported Slicer, 5.8 (and, where marked, against 5.10 and 5.12 too). A name
 used outside the table fails the test: add it only after checking it in Slicer's source.
 
-``TABLE``: name -> (file in Slicer's source, the token found there, versions). The table was
+``TABLE`` (read from ``slicer_api.tsv`` beside this file, a data table with its notes): name ->
+(file in Slicer's source, the token found there, versions). The table was
 verified by reading Slicer's git repository at tags v5.8.0, v5.10.0 and v5.12.0 (``git show
 TAG:FILE``); ``test_table_against_slicer_source`` repeats that check when a Slicer git checkout is
 given in ``DPO_SLICER_SOURCE`` (skipped otherwise). Names available only from a later version
@@ -23,130 +24,26 @@ from pathlib import Path
 import pytest
 
 MODULE = Path(__file__).resolve().parents[3] / "DPOScoring"
-FILES = [MODULE / "DPOScoring.py", *sorted((MODULE / "DPOScoringLib").rglob("mrml_*.py")),
-         MODULE / "DPOScoringLib" / "mrml" / "slicer_dependencies.py"]
+FILES = [MODULE / "DPOScoring.py", *sorted((MODULE / "DPOScoringLib" / "mrml").glob("*.py"))]  # the Slicer layers
 ALIASES = {"slicer_module": "slicer",  # parameters standing for the slicer module (tests pass doubles)
            "packaging": "slicer.packaging"}  # slicer_dependencies: the module once imported
 TAGS = ("v5.8.0", "v5.10.0", "v5.12.0")
 ALL = TAGS
-PY = "Base/Python/slicer/"
-UTIL = PY + "util.py"
-MARKUPS_LOGIC = "Modules/Loadable/Markups/Logic/vtkSlicerMarkupsLogic.h"
-SCENE = "Libs/MRML/Core/vtkMRMLScene.h"
-MARKUPS_NODE = "Modules/Loadable/Markups/MRML/vtkMRMLMarkupsNode.h"
-DICOM_BROWSER = "Modules/Scripted/DICOMLib/DICOMBrowser.py"
 
-TABLE = {
-    # slicer.util (Base/Python/slicer/util.py)
-    "slicer.util": (UTIL, "def loadUI", ALL),
-    "slicer.util.VTKObservationMixin": (UTIL, "class VTKObservationMixin", ALL),
-    "slicer.util.childWidgetVariables": (UTIL, "def childWidgetVariables(widget)", ALL),
-    "slicer.util.errorDisplay": (UTIL, "def errorDisplay(text", ALL),
-    "slicer.util.getNodesByClass": (UTIL, "def getNodesByClass(className", ALL),
-    "slicer.util.loadUI": (UTIL, "def loadUI(path)", ALL),
-    "slicer.util.mainWindow": (UTIL, "def mainWindow()", ALL),
-    "slicer.util.showStatusMessage": (UTIL, "def showStatusMessage(message, duration=0)", ALL),
-    "slicer.util.tryWithErrorDisplay": (UTIL, "def tryWithErrorDisplay(message=None, show=True, waitCursor=False)",
-                                        ALL),
-    "slicer.util.confirmOkCancelDisplay": (UTIL, "def confirmOkCancelDisplay(text, windowTitle=None", ALL),
-    "slicer.util.pip_install": (UTIL, "def pip_install(requirements", ALL),
-    # slicer.packaging: only from 5.12 (needs Python >= 3.11); 5.8/5.10 use slicer.util.pip_install
-    "slicer.packaging": (PY + "packaging.py", "def pip_ensure(", ("v5.12.0",)),
-    "slicer.packaging.pip_ensure": (PY + "packaging.py", "skip_in_testing: bool = True", ("v5.12.0",)),
-    # module scaffolding
-    "slicer.i18n.tr": (PY + "i18n.py", "def tr(text)", ALL),
-    "slicer.i18n.translate": (PY + "i18n.py", "def translate(context, text)", ALL),
-    "slicer.parameterNodeWrapper.Choice": (PY + "parameterNodeWrapper/validators.py", "class Choice(Validator)", ALL),
-    "slicer.parameterNodeWrapper.parameterNodeWrapper": (PY + "parameterNodeWrapper/wrapper.py",
-                                                         "def parameterNodeWrapper(classtype=None)", ALL),
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": (PY + "ScriptedLoadableModule.py",
-                                                             "class ScriptedLoadableModule:", ALL),
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": (PY + "ScriptedLoadableModule.py",
-                                                                   "class ScriptedLoadableModuleWidget:", ALL),
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": (PY + "ScriptedLoadableModule.py",
-                                                                  "class ScriptedLoadableModuleLogic:", ALL),
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": (PY + "ScriptedLoadableModule.py",
-                                                                 "class ScriptedLoadableModuleTest", ALL),
-    # application
-    "slicer.app": ("Base/QTCore/qSlicerCoreApplication.h", "class Q_SLICER_BASE_QTCORE_EXPORT qSlicerCoreApplication",
-                   ALL),
-    "slicer.app.temporaryPath": ("Base/QTCore/qSlicerCoreApplication.h", "Q_PROPERTY(QString temporaryPath", ALL),
-    "slicer.modules": ("Base/QTGUI/qSlicerScriptedLoadableModuleWidget.h", "qSlicerScriptedLoadableModuleWidget",
-                       ALL),
-    "slicer.modules.markups": ("Modules/Loadable/Markups/qSlicerMarkupsModule.h", "class", ALL),
-    "slicer.modules.markups.logic": ("Modules/Loadable/Markups/qSlicerMarkupsModule.h", "class", ALL),
-    "slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup": (MARKUPS_LOGIC,
-                                                                    "void JumpSlicesToNthPointInMarkup(", ALL),
-    "slicer.modules.markups.logic().SetActiveList": (MARKUPS_LOGIC, "void SetActiveList(vtkMRMLMarkupsNode*", ALL),
-    "slicer.modules.markups.logic().StartPlaceMode": (MARKUPS_LOGIC, "bool StartPlaceMode(bool persistent", ALL),
-    "slicer.modules.segmentations": ("Modules/Loadable/Segmentations/qSlicerSegmentationsModule.h", "class", ALL),
-    "slicer.modules.segmentations.logic": ("Modules/Loadable/Segmentations/qSlicerSegmentationsModule.h", "class",
-                                           ALL),
-    # DICOM (Export to DICOM): the DICOM module sets slicer.dicomDatabase (a ctkDICOMDatabase, CTK);
-    # fileForInstance is CTK's, checked as Slicer's own DICOM browser calls it; DICOMLib is Slicer's
-    # scripted DICOM library (imports Qt/CTK, so the module imports it only when exporting)
-    "slicer.dicomDatabase": ("Modules/Scripted/DICOM/DICOM.py", "slicer.dicomDatabase = slicer.app.dicomDatabase()",
-                             ALL),
-    "slicer.dicomDatabase.fileForInstance": (DICOM_BROWSER, "slicer.dicomDatabase.fileForInstance(instance)", ALL),
-    "DICOMLib.DICOMUtils": ("Modules/Scripted/DICOMLib/__init__.py", "from .DICOMUtils import *", ALL),
-    "DICOMLib.DICOMUtils.importDicom": ("Modules/Scripted/DICOMLib/DICOMUtils.py",
-                                        "def importDicom(dicomDataDir, dicomDatabase=None, copyFiles=False)", ALL),
-    # not a name but a contract: the attribute Slicer's scalar volume plugin puts on a volume loaded
-    # from DICOM (its slices' SOP instance UIDs, space-separated), read by mrml_dicom.py
-    "attribute DICOM.instanceUIDs": ("Modules/Scripted/DICOMPlugins/DICOMScalarVolumePlugin.py",
-                                     'volumeNode.SetAttribute("DICOM.instanceUIDs", instanceUIDs)', ALL),
-    # the scene
-    "slicer.mrmlScene": (SCENE, "class VTK_MRML_EXPORT vtkMRMLScene", ALL),
-    "slicer.mrmlScene.AddNewNodeByClass": (SCENE, "vtkMRMLNode* AddNewNodeByClass(std::string className", ALL),
-    "slicer.mrmlScene.Clear": (SCENE, "void Clear(int removeSingletons=0)", ALL),
-    "slicer.mrmlScene.StartCloseEvent": (SCENE, "StartCloseEvent = StateEvent | StartEvent | CloseState", ALL),
-    "slicer.mrmlScene.EndCloseEvent": (SCENE, "EndCloseEvent = StateEvent | EndEvent | CloseState", ALL),
-    "slicer.mrmlScene.GetFirstNodeByClass": (SCENE, "vtkMRMLNode* GetFirstNodeByClass(const char* className)", ALL),
-    "slicer.mrmlScene.GetNodeByID": (SCENE, "vtkMRMLNode *GetNodeByID(const char* name)", ALL),
-    "slicer.vtkMRMLScene": (SCENE, "class VTK_MRML_EXPORT vtkMRMLScene", ALL),
-    "slicer.vtkMRMLScene.EndCloseEvent": (SCENE, "EndCloseEvent = StateEvent | EndEvent | CloseState", ALL),
-    # MRML classes (Libs/MRML/Core, Modules/Loadable/*/MRML, Logic)
-    "slicer.vtkMRMLLabelMapVolumeNode": ("Libs/MRML/Core/vtkMRMLLabelMapVolumeNode.h", "vtkMRMLLabelMapVolumeNode",
-                                         ALL),
-    "slicer.vtkMRMLMarkupsFiducialNode": ("Modules/Loadable/Markups/MRML/vtkMRMLMarkupsFiducialNode.h",
-                                          "vtkMRMLMarkupsFiducialNode", ALL),
-    "slicer.vtkMRMLMarkupsJsonStorageNode": ("Modules/Loadable/Markups/MRML/vtkMRMLMarkupsJsonStorageNode.h",
-                                             "vtkMRMLMarkupsJsonStorageNode", ALL),
-    "slicer.vtkMRMLMarkupsNode": (MARKUPS_NODE, "vtkMRMLMarkupsNode : public vtkMRMLDisplayableNode", ALL),
-    "slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent": (MARKUPS_NODE, "PointEndInteractionEvent,", ALL),
-    "slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent": (MARKUPS_NODE, "PointPositionDefinedEvent,", ALL),
-    "slicer.vtkMRMLScalarVolumeNode": ("Libs/MRML/Core/vtkMRMLScalarVolumeNode.h", "vtkMRMLScalarVolumeNode", ALL),
-    "slicer.vtkMRMLSegmentationNode": ("Libs/MRML/Core/vtkMRMLSegmentationNode.h", "vtkMRMLSegmentationNode", ALL),
-    "slicer.vtkMRMLSegmentationStorageNode": ("Libs/MRML/Core/vtkMRMLSegmentationStorageNode.h",
-                                              "vtkMRMLSegmentationStorageNode", ALL),
-    "slicer.vtkMRMLSelectionNode": ("Libs/MRML/Core/vtkMRMLSelectionNode.h", "vtkMRMLSelectionNode", ALL),
-    "slicer.vtkMRMLSliceNode": ("Libs/MRML/Core/vtkMRMLSliceNode.h", "vtkMRMLSliceNode", ALL),
-    "slicer.vtkMRMLTableNode": ("Libs/MRML/Core/vtkMRMLTableNode.h", "vtkMRMLTableNode", ALL),
-    "slicer.vtkMRMLVolumeArchetypeStorageNode": ("Libs/MRML/Core/vtkMRMLVolumeArchetypeStorageNode.h",
-                                                 "vtkMRMLVolumeArchetypeStorageNode", ALL),
-    "slicer.vtkSegmentationConverter": ("Libs/vtkSegmentationCore/vtkSegmentationConverter.h",
-                                        "GetBinaryLabelmapRepresentationName()", ALL),
-    "slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName": (
-        "Libs/vtkSegmentationCore/vtkSegmentationConverter.h", "GetBinaryLabelmapRepresentationName()", ALL),
-    "slicer.vtkSlicerMarkupsLogic": (MARKUPS_LOGIC, "vtkSlicerMarkupsLogic", ALL),
-    "slicer.vtkSlicerSegmentationsModuleLogic": ("Modules/Loadable/Segmentations/Logic/"
-                                                 "vtkSlicerSegmentationsModuleLogic.h",
-                                                 "bool ImportLabelmapToSegmentationNode(", ALL),
-    # Qt through PythonQt (no Slicer file: the Qt version that has it)
-    "qt.QFileDialog": ("Qt 4.0", None, ()),
-    "qt.QKeySequence": ("Qt 4.0", None, ()),
-    "qt.QProcess": ("Qt 4.0", None, ()),
-    "qt.QProcess.FailedToStart": ("Qt 4.0 (QProcess::ProcessError)", None, ()),
-    "qt.QProcessEnvironment": ("Qt 4.6", None, ()),
-    "qt.QShortcut": ("Qt 4.0", None, ()),
-    "qt.QTableWidgetItem": ("Qt 4.2", None, ()),
-    "qt.QTimer": ("Qt 4.0 (QTimer::singleShot)", None, ()),
-    "qt.Qt": ("Qt 4.0", None, ()),
-    "qt.Qt.Checked": ("Qt 4.0 (Qt::CheckState)", None, ()),
-    "qt.Qt.Unchecked": ("Qt 4.0 (Qt::CheckState)", None, ()),
-    "qt.Qt.ItemIsEnabled": ("Qt 4.0 (Qt::ItemFlag)", None, ()),
-    "qt.Qt.ItemIsUserCheckable": ("Qt 4.0 (Qt::ItemFlag)", None, ()),
-}
+TABLE_FILE = Path(__file__).with_name("slicer_api.tsv")
+
+
+def read_table(path: Path) -> dict:
+    """name -> (file, text or None, tags) from the tab-separated table (``#`` lines are notes)."""
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, where, token, tags = line.split("\t")
+            table[name] = (where, token or None, ALL if tags == "all" else tuple(tags.split()))
+    return table
+
+
+TABLE = read_table(TABLE_FILE)
 GUARDED = {"slicer.packaging": "slicer.util.pip_install", "slicer.packaging.pip_ensure": "slicer.util.pip_install"}
 # Signals connected by signature string: checked in the Qt 5.15 / CTK / qMRMLWidgets headers
 # (QProcess::errorOccurred needs Qt 5.6); the GUI test double refuses any other signal per class.
