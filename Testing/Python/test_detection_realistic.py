@@ -70,7 +70,8 @@ def test_pos_found_over_all_pos(request, name):
     found = found_as_nodular(case, pos)
     missed = [f for f in pos if f not in found]
     assert len(found) / len(pos) >= REACHED_ALL_POS, (  # issue 9: ISSUE_ALL_POS, not reached (2 of 45 and 4
-        # of 44 POs peak below 200 HU after partial volume, two more abut a rib; Docs/detection.md)
+        # of 44 POs peak below 200 HU after partial volume; the others missed abut a rib or lie in
+        # consolidation beyond the lung mask; Docs/detection.md section 5)
         f"{len(found)}/{len(pos)} found; missed {describe(case, missed)}")
 
 
