@@ -602,6 +602,7 @@ def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndar
     progress.step(1.0, f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}")
     parameters = asdict(params)
     parameters["effective"] = {"seed_hu": round(float(run.seed_hu), 1),
+                               "faint_seed_hu": round(float(run.faint_seed_hu), 1),
                                "contrast_seed_hu": round(float(run.contrast_seed_hu), 1),
                                "brightest_blood_hu": None if blood_hu is None else round(float(blood_hu), 1)}
     return DetectionResult(candidates, run.excluded, contrast, time.perf_counter() - started, len(seeded),

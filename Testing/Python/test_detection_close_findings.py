@@ -29,8 +29,8 @@ def lps_of(index_kji):
     return np.asarray(index_kji, dtype=float)[::-1] * SPACING
 
 
-def detect(hu, lungs):
-    return detect_candidates(hu, SPACING, lungs, lps_of=lambda ijk: np.asarray(ijk) * SPACING)
+def detect(hu, lungs, blood_hu=None):
+    return detect_candidates(hu, SPACING, lungs, lps_of=lambda ijk: np.asarray(ijk) * SPACING, blood_hu=blood_hu)
 
 
 def nearest(candidates, lps):
@@ -65,6 +65,8 @@ def test_a_small_faint_po_is_found_and_a_large_faint_blob_is_not():
     assert len(result.candidates) == 1, [(c.kind, c.lps, c.peak_hu) for c in result.candidates]
     found = result.candidates[0]
     assert found.kind == "nodular" and np.linalg.norm(np.asarray(found.lps) - po) < 1.0
+    # on a scan whose brightest blood is 172 HU (the real sharp-kernel CT), nothing under 322 HU counts
+    assert detect(hu, lungs, blood_hu=172.0).candidates == []
 
 
 def test_two_pos_fused_by_blur_are_two_candidates():
