@@ -26,8 +26,10 @@ from ..common.progress import Progress, ensure_progress
 from ..ct.contrast import VESSEL_ENHANCED_HU
 from ..ct.voxel_boxes import bounding_box
 from .measurements import (
+    DENDRIFORM_MAX_THICKNESS_MM,
     DENDRIFORM_MIN_EXTENT_MM,
     DENDRIFORM_MIN_SLICES,
+    LARGE_SHORT_AXIS_MM,
     branches_off_axis,
     measure_candidate,
     principal_axes,
@@ -38,11 +40,16 @@ LUNG_SIDE = {1: "right", 2: "left"}
 VESSEL_SHIFT_MM = 3.0  # how far an oblique vessel moves in-plane from one slice to the next
 VESSEL_CONTINUES_SHARE = 0.25  # enhanced blood there over this share of the piece's footprint: the vessel goes on
 MEASURE_MARGIN_VOXELS = 4
+NON_AERATED_HU = -100.0  # non-aerated tissue above this (lung aeration compartments: Gattinoni et al.)
+MAX_PEAKS_PER_STRUCTURE = 6  # findings judged apart within one structure (close POs fused by blur)
 
 
 @dataclass(frozen=True)
 class DetectionParams:
     seed_hu: float = 300.0  # a candidate's peak must reach this (calcific attenuation)
+    faint_seed_hu: float = 200.0  # or, for a small compact focus (a PO of 1.5-2 mm that partial volume
+    #       keeps below seed_hu), this: "high attenuation" in the lungs (> 200 HU, the usual definition;
+    #       Siegelman et al., AJR 1980: diffusely calcified nodules >= 164 HU, no malignant one above 147 HU)
     grow_hu: float = 100.0  # its extent: connected voxels at or above this (above soft tissue)
     contrast_seed_hu: float = 600.0  # with contrast: what in a vessel structure reaches this is kept
     contrast_grow_hu: float = 450.0  # with contrast: its extent (above enhanced blood)
@@ -131,6 +138,15 @@ def _elongation(component: np.ndarray, spacing_kji) -> float:
     return longest / ((6.0 * volume / np.pi) ** (1.0 / 3.0))
 
 
+def _small_compact_focus(m) -> bool:
+    """A focus below ``seed_hu`` counts only when PO-sized and compact: a nodular finding under
+    4 mm (spec section 3), at most twice as long as wide, no larger than a 4 mm sphere. Partial
+    volume dims a 1.5-2 mm PO this way; a larger structure that faint is not calcified."""
+    return (m.kind == "nodular" and m.long_axis_mm < LARGE_SHORT_AXIS_MM
+            and m.long_axis_mm <= 2.0 * max(m.short_axis_mm, 1e-3)
+            and m.volume_mm3 <= np.pi / 6.0 * LARGE_SHORT_AXIS_MM ** 3)
+
+
 def _confidence(peak: float, seed: float, lung_fraction: float, kind: str) -> float:
     strength = min(max((peak - seed) / 700.0, 0.0), 1.0)
     score = (0.55 + 0.45 * strength) * min(lung_fraction / 0.9, 1.0)
@@ -173,12 +189,24 @@ def _pieces_branch(points_mm: np.ndarray, spacing_kji: np.ndarray, extent_mm: fl
     return branches_off_axis(points_mm)
 
 
+LINEAR_ASPECT = 2.5  # a branch is a linear element: this many times longer than wide (as an airway tube)
+
+
+def _linear(candidate: Candidate, slice_mm: float) -> bool:
+    """A piece of a branch, not a bead: its length (the axial long axis, or its run over the
+    slices less the two end slices that partial volume may add to a compact nodule) is at least
+    ``LINEAR_ASPECT`` times its short axis."""
+    run_mm = max(candidate.slices - 2, 0) * slice_mm
+    return max(candidate.long_axis_mm, run_mm) >= LINEAR_ASPECT * max(candidate.short_axis_mm, 1e-3)
+
+
 def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.ndarray],
                               params: DetectionParams, spacing_kji: np.ndarray) -> list[Candidate]:
     """A branching ossification breaks into pieces where its thin branches fall between voxels.
     Pieces within ``fragment_gap_mm`` of each other are one candidate when one of them is
-    dendriform (branching) or when together they branch (``_pieces_branch``). Nodular pieces close
-    to each other that do not branch stay separate candidates: a cluster of POs is not a tree. The
+    dendriform (branching) or when together they branch (``_pieces_branch``) and one of them is a
+    linear piece of a branch (``_linear``). Compact pieces close to each other, in a row or a
+    cluster, stay separate candidates: beads are not branches, a cluster of POs is not a tree. The
     owner records how many pieces it took in (``fragments``), so the reader is told."""
     slice_mm = float(spacing_kji[0])
     eligible = [i for i, c in enumerate(candidates) if c.kind in ("nodular", "dendriform")]
@@ -186,9 +214,9 @@ def _join_branching_fragments(candidates: list[Candidate], regions_mm: list[np.n
     for members in _linked_groups(regions_mm, eligible, params.fragment_gap_mm):
         points = np.concatenate([regions_mm[i] for i in members])
         extent = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
-        if not any(candidates[i].kind == "dendriform" for i in members) and not _pieces_branch(
-                points, spacing_kji, extent):
-            continue
+        if not any(candidates[i].kind == "dendriform" for i in members) and not (
+                any(_linear(candidates[i], slice_mm) for i in members) and _pieces_branch(points, spacing_kji, extent)):
+            continue  # beads (compact pieces) in a row or a cluster: separate POs, not branches
         owner_index = max(members, key=lambda i: (candidates[i].kind == "dendriform",
                                                   candidates[i].volume_mm3))
         owner = candidates[owner_index]
@@ -215,6 +243,8 @@ class _Detector:
         above_blood = (blood_hu + params.blood_margin_hu) if blood_hu is not None else -np.inf
         self.contrast_seed_hu = max(params.contrast_seed_hu, above_blood)
         self.seed_hu = max(params.seed_hu, above_blood)
+        # small compact foci may peak lower (partial volume), but never below the brightest blood + margin
+        self.faint_seed_hu = min(max(min(params.faint_seed_hu, params.seed_hu), above_blood), self.seed_hu)
         self.margin = np.ceil(2.0 * params.touch_mm / self.spacing_kji).astype(int) + 2
         self.box = bounding_box(lungs, self.margin)
         self.offset = np.array([s.start for s in self.box])
@@ -291,11 +321,11 @@ class _Detector:
         if volume > self.params.max_volume_mm3 and not (self.contrast and share >= 0.5):
             if share > 0.0:  # bone or mediastinum against the lung (no distance map on such a large crop)
                 # a PO on the pleura can blur into a rib touching the lung: the structure's
-                # calcium inside the lung is judged apart from the bone
-                if not self._judge_lung_side(crop, component, lo, lung_local):
-                    self._exclude(crop, component, lo, f"bone or mediastinum: a structure of {volume / 1000.0:.1f} "
-                                                       "ml touching the lung (rib, spine, sternum, heart or great "
-                                                       "vessel)")
+                # calcium inside the lung is judged apart from the bone, which is listed all the same
+                self._judge_lung_side(crop, component, lo, lung_local)
+                self._exclude(crop, component, lo, f"bone or mediastinum: a structure of {volume / 1000.0:.1f} "
+                                                   "ml touching the lung (rib, spine, sternum, heart or great "
+                                                   "vessel)")
             return
         if not self._at_lung(component, lung_local, share):
             if self._touches_lung(component, lung_local):
@@ -360,39 +390,43 @@ class _Detector:
         distance = np.sqrt(((((near + lo) - centre) * self.spacing_kji) ** 2).sum(axis=1)).min()
         return bool(distance <= self.params.pleural_reach_mm)
 
-    def _judge_lung_side(self, crop, component, lo, lung_local) -> bool:
-        """The pieces of a large structure (bone, mediastinum) that lie inside the lung and reach
-        the seed threshold more than a voxel deep in it are judged on their own (grown by one voxel
-        within the structure). A rib touching the lung has no calcium inside the lung mask but
-        for the mask's edge voxel; a PO fused to it by blur reaches in. True when any piece was
-        judged."""
+    def _judge_lung_side(self, crop, component, lo, lung_local) -> None:
+        """The parts of a large structure (bone, mediastinum) that lie more than a voxel deep
+        inside the lung and hold calcium (>= the seed threshold) are judged on their own: a PO or a
+        dendriform ossification on the pleura fused by blur with a rib that touches the lung. The
+        lung mask's edge may overlap a rib's cortex by a voxel: that sliver is no core. Each core is
+        grown back by one voxel within the structure's part inside the lung (its edge voxels), so a
+        core does not take the rib sliver it touches along."""
         inside = component & lung_local
-        if not (inside & (crop >= self.seed_hu)).any():
-            return False
-        # calcium deeper than one voxel inside the lung: the lung mask's edge may overlap a rib's
-        # cortex by a voxel, a PO reaches further in
+        calcific = inside & (crop >= self.seed_hu)
+        if not calcific.any():
+            return
         deep = edt.edt(lung_local, anisotropy=tuple(self.spacing_kji), black_border=False) > float(
             self.spacing_kji[1:].max())
-        pieces = cc3d.connected_components(inside, connectivity=26)
-        judged = False
-        for piece in np.unique(pieces[inside & deep & (crop >= self.seed_hu)]):
-            part = pieces == piece
-            if part.sum() * self.voxel_mm3 > self.params.max_volume_mm3 or not self._compact(part):
-                continue  # too big for a nodule, or a sliver of the bone's surface
-            box = bounding_box(part, 2)
-            sub = ndimage.binary_dilation(part[box]) & component[box]
-            self._keep_or_exclude(crop[box], sub, np.asarray(lo) + [b.start for b in box], lung_local[box])
-            judged = True
-        return judged
+        cores = cc3d.connected_components(inside & deep, connectivity=26)
+        calcific_cores = np.unique(cores[calcific & deep])
+        if calcific_cores.size == 0:
+            return
+        boxes = cc3d.statistics(cores)["bounding_boxes"]
+        for core in calcific_cores:
+            box = tuple(slice(max(b.start - 2, 0), min(b.stop + 2, n)) for b, n in zip(boxes[core], cores.shape))
+            part = ndimage.binary_dilation(cores[box] == core) & inside[box]
+            if part.sum() * self.voxel_mm3 > self.params.max_volume_mm3 or not self._shaped_like_ossification(part):
+                continue  # too big for an ossification, or a sliver of the bone's surface
+            self._keep_or_exclude(crop[box], part, np.asarray(lo) + [b.start for b in box], lung_local[box])
 
-    def _compact(self, part: np.ndarray) -> bool:
-        """A nodule's piece is about as thick as it is long; where a rib touches the lung, the
-        lung mask's edge holds a thin sliver of the rib's surface, much longer than it is thick."""
+    def _shaped_like_ossification(self, part: np.ndarray) -> bool:
+        """A core split off a bone is a nodule (about as thick as it is long) or a branch (thinner
+        than ``DENDRIFORM_MAX_THICKNESS_MM``), and more than a voxel thick: the lung mask's edge
+        holds a sheet of a rib's surface one voxel thick, and where it overlaps the rib more (thick
+        slices), a slab of rib, thick and much longer than thick."""
         box = bounding_box(part, 1)
         thickness = 2.0 * float(edt.edt(part[box], anisotropy=tuple(self.spacing_kji)).max())
+        if thickness <= float(self.spacing_kji[1:].max()):
+            return False
         points = np.argwhere(part) * self.spacing_kji
         length = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) + float(self.spacing_kji.min())
-        return thickness >= 0.5 * length
+        return thickness < DENDRIFORM_MAX_THICKNESS_MM or thickness >= 0.5 * length
 
     def _judge_pieces(self, crop, component, lo, grow_hu: float, seed_hu: float) -> bool:
         """An enhanced vessel that may hold a calcification: its pieces at or above ``grow_hu``
@@ -422,7 +456,34 @@ class _Detector:
                 judged = True
         return judged
 
-    def _keep_or_exclude(self, crop, component, lo, lung_local) -> None:
+    def _judge_other_peaks(self, crop, component, region, background, lo, lung_local, depth: int) -> None:
+        """Two POs closer than the blur's reach fuse into one structure at ``grow_hu``, and the
+        half-maximum region around the peak holds only the brighter one. A part of the structure
+        more than a voxel beyond that region, with a peak of its own (a local maximum at or above
+        the seed threshold for small foci), is judged as another finding when it is a small
+        compact focus (``_small_compact_focus``; the bumps of a calcified ridge are not) lying in
+        lung (the median of its 2-voxel surround below ``NON_AERATED_HU``; a calcified bronchial
+        wall at the hilum lies in soft tissue), measured with the first finding's region (grown by
+        a voxel) set to the background: close POs stay separate candidates. Not with contrast
+        (enhanced vessels are judged as a whole)."""
+        taken = ndimage.binary_dilation(region, iterations=1)
+        rest = component & ~taken
+        seeds = rest & (crop >= self.faint_seed_hu)
+        if not seeds.any():
+            return
+        peaks = seeds & (crop >= ndimage.maximum_filter(np.where(component, crop, crop.min()), size=3))
+        pieces = cc3d.connected_components(rest, connectivity=26)
+        apart = np.where(taken, np.asarray(background, dtype=crop.dtype), crop)  # measured without its neighbour
+        for label in np.unique(pieces[peaks]):
+            if not label:
+                continue
+            piece = pieces == label
+            surround = ndimage.binary_dilation(piece, iterations=2) & ~component
+            if surround.any() and float(np.median(crop[surround])) >= NON_AERATED_HU:
+                continue  # a bump of a calcified wall in soft tissue (a bronchus at the hilum), not a PO in lung
+            self._keep_or_exclude(apart, piece, lo, lung_local, depth + 1)
+
+    def _keep_or_exclude(self, crop, component, lo, lung_local, depth: int = 0) -> None:
         params = self.params
         if self.contrast and self._continues_as_vessel(component, lo):
             self.vessels_suppressed += 1
@@ -433,6 +494,12 @@ class _Detector:
         lo_outer = lo
         lo = lo + np.array([b.start for b in inner])
         m = measure_candidate(crop, component, self.spacing)
+        if depth > 0 and not _small_compact_focus(m):
+            return  # another peak of a structure counts apart only as a bead (a ridge's bump is no PO)
+        if depth < MAX_PEAKS_PER_STRUCTURE - 1 and not self.contrast:
+            self._judge_other_peaks(crop, component, m.region, m.background_hu, lo, lung_local[inner], depth)
+        if m.peak_hu < self.seed_hu and not _small_compact_focus(m):
+            return  # below calcific attenuation, and not a small compact focus that partial volume dims
         centre_kji = m.centre_kji + lo + self.offset
         ijk_kji = centre_kji[::-1]
         lps = [round(float(v), 3) for v in (self.lps_of(ijk_kji) if self.lps_of else ijk_kji)]
@@ -470,7 +537,7 @@ def _seeded_structures(run: _Detector, labels: np.ndarray) -> list[tuple[int, np
     """(label, seed box low, seed box high) of every structure holding a seed voxel, found from
     the seed voxels alone (one pass, no per-label statistics over the volume). Bone is among
     them: a PO blurred into a rib is found inside it (``_judge_lung_side``)."""
-    seeds = np.flatnonzero(run.ct >= run.seed_hu)
+    seeds = np.flatnonzero(run.ct >= run.faint_seed_hu)
     if seeds.size == 0:
         return []
     seed_labels = labels.ravel()[seeds]
@@ -512,6 +579,7 @@ def detect_candidates(hu: np.ndarray, spacing, lungs: np.ndarray, lobes: np.ndar
     progress.step(1.0, f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}")
     parameters = asdict(params)
     parameters["effective"] = {"seed_hu": round(float(run.seed_hu), 1),
+                               "faint_seed_hu": round(float(run.faint_seed_hu), 1),
                                "contrast_seed_hu": round(float(run.contrast_seed_hu), 1),
                                "brightest_blood_hu": None if blood_hu is None else round(float(blood_hu), 1)}
     return DetectionResult(candidates, run.excluded, contrast, time.perf_counter() - started, len(seeded),

@@ -30,8 +30,8 @@ from DPOScoringLib.synthetic.phantom import matches_truth
 
 SLICES = ["fibrosis_1mm", "fibrosis_2mm"]
 # issue 9's acceptance numbers, and the levels measured on these phantoms (1 mm / 2 mm)
-ISSUE_ALL_POS, REACHED_ALL_POS = 0.95, 0.75  # measured 36/45 (80 %) and 34/44 (77 %)
-ISSUE_PLEURAL, REACHED_PLEURAL = 0.90, 0.75  # measured 16/20 (80 %) and 16/21 (76 %)
+ISSUE_ALL_POS, REACHED_ALL_POS = 0.95, 0.84  # measured 40/45 (89 %) and 37/44 (84 %)
+ISSUE_PLEURAL, REACHED_PLEURAL = 0.90, 0.80  # measured 18/20 (90 %) and 17/21 (81 %)
 
 
 def nodular(case):
@@ -69,8 +69,9 @@ def test_pos_found_over_all_pos(request, name):
     pos = nodular(case)
     found = found_as_nodular(case, pos)
     missed = [f for f in pos if f not in found]
-    assert len(found) / len(pos) >= REACHED_ALL_POS, (  # issue 9: ISSUE_ALL_POS, not reached (9-10 % of POs
-        # peak below 300 HU after partial volume; see the module docstring)
+    assert len(found) / len(pos) >= REACHED_ALL_POS, (  # issue 9: ISSUE_ALL_POS, not reached (2 of 45 and 4
+        # of 44 POs peak below 200 HU after partial volume; the others missed abut a rib or lie in
+        # consolidation beyond the lung mask; Docs/detection.md section 5)
         f"{len(found)}/{len(pos)} found; missed {describe(case, missed)}")
 
 
@@ -95,8 +96,9 @@ def test_pos_beside_honeycomb_cysts_are_not_airway_walls(request, name):
     reasons = [e["reason"] for e in case.run.result.excluded]
     walls = [e["lps"] for e in case.run.result.excluded if e["reason"].startswith("calcified airway wall")]
     assert not [f["id"] for f in beside if any(matches_truth(f, lps) for lps in walls)], "a cyst taken for an airway"
-    # issue 9: all of them; reached: 2 of 4 at 1 mm (the two missed also abut a rib), 4 of 4 at 2 mm
-    assert 2 * len(found) >= len(beside), f"missed {describe(case, missed)}; excluded reasons {sorted(set(reasons))}"
+    # issue 9: all of them; reached: 3 of 4 at 1 mm (the one missed, 1.7 mm, also abuts a rib), 4 of 4 at 2 mm
+    assert 4 * len(found) >= 3 * len(beside), (
+        f"missed {describe(case, missed)}; excluded reasons {sorted(set(reasons))}")
 
 
 @pytest.mark.parametrize("name", SLICES)
@@ -106,9 +108,8 @@ def test_clustered_pos_stay_separate_candidates(request, name):
     assert len(members) >= 4
     found = found_as_nodular(case, members)
     kinds = {f["id"]: getattr(case.match(f), "kind", None) for f in members}
-    # issue 9: every one; reached: 9 of 9 at 1 mm, 5 of 8 at 2 mm (one cluster of three taken as one
-    # dendriform structure: beads and branches are not yet told apart)
-    assert len(found) >= 0.6 * len(members), f"{len(found)}/{len(members)} separate nodular candidates: {kinds}"
+    # issue 9: every one (compact beads in a cluster are not branches: candidates._linear)
+    assert len(found) == len(members), f"{len(found)}/{len(members)} separate nodular candidates: {kinds}"
 
 
 @pytest.mark.parametrize("name", SLICES)
@@ -126,9 +127,7 @@ def test_dendriform_found(request, name):
     case = request.getfixturevalue(name)
     tree = next(f for f in case.truth["findings"] if f["kind"] == "dendriform")
     near = [c.kind for c in case.candidates if np.linalg.norm(np.array(c.lps) - tree["lps"]) <= 7.5]
-    assert near, "the dendriform tree is not a candidate"
-    if name == "fibrosis_2mm":  # issue 9: dendriform at both; at 1 mm the tree, fused with the
-        assert "dendriform" in near, near  # reticulation around it, is measured 4 mm thick: large_calcified
+    assert "dendriform" in near, near  # at 1 mm the tree is fused by blur with a rib: split off at the lung
 
 
 @pytest.mark.parametrize("name", SLICES)
