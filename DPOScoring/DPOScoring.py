@@ -41,6 +41,7 @@ from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
+LOBE_POLL_MS = 50  # how often the GUI looks for a finished lobe update (computed in a worker thread)
 KIND_LABELS = {**{kind: kind.replace("_", " ") for kind in KINDS}, "granuloma": "suspected granuloma"}
 # Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
 # slice, r reset view, s markups, ...; see Docs/slicer.md and test_slicer_module_widget.py).
@@ -101,6 +102,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._readerPoints = None
         self._updatingAssessments = False
         self._shownPolicy = None
+        self._lobePolling = False  # a QTimer poll of the lobe update is scheduled
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -125,28 +127,24 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                    "reject": lambda: self.onDecide(status="rejected"), "undo": self.onUndo,
                    "place": self.onPlacePoint, "bone": lambda: self.onWindow(BONE_WINDOW),
                    "lung": lambda: self.onWindow(LUNG_WINDOW)}
-        self.ui.computeLobesButton.connect("clicked(bool)", self.onComputeLobes)
-        self.ui.recomputeLobesButton.connect("clicked(bool)", self.onRecomputeLobes)
-        self.ui.lobeImportFolderButton.connect("clicked(bool)", self.onChooseImportFolder)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.detectButton.connect("clicked(bool)", self.onDetect)
-        self.ui.boneWindowButton.connect("clicked(bool)", actions["bone"])
-        self.ui.lungWindowButton.connect("clicked(bool)", actions["lung"])
-        self.ui.previousButton.connect("clicked(bool)", actions["previous"])
-        self.ui.nextButton.connect("clicked(bool)", actions["next"])
-        self.ui.confirmButton.connect("clicked(bool)", actions["confirm"])
-        self.ui.rejectButton.connect("clicked(bool)", actions["reject"])
-        self.ui.undoButton.connect("clicked(bool)", self.onUndo)
+        for button, slot in ((self.ui.computeLobesButton, self.onComputeLobes),
+                             (self.ui.recomputeLobesButton, self.onRecomputeLobes),
+                             (self.ui.lobeImportFolderButton, self.onChooseImportFolder),
+                             (self.ui.cancelButton, self.onCancel), (self.ui.detectButton, self.onDetect),
+                             (self.ui.boneWindowButton, actions["bone"]), (self.ui.lungWindowButton, actions["lung"]),
+                             (self.ui.previousButton, actions["previous"]), (self.ui.nextButton, actions["next"]),
+                             (self.ui.confirmButton, actions["confirm"]), (self.ui.rejectButton, actions["reject"]),
+                             (self.ui.undoButton, self.onUndo), (self.ui.addPointButton, self.onPlacePoint),
+                             (self.ui.saveReviewButton, self.onSaveReview),
+                             (self.ui.openReviewButton, self.onOpenReview),
+                             (self.ui.exportDicomButton, self.onExportDicom)):
+            button.connect("clicked(bool)", slot)
         self.ui.kindComboBox.connect("activated(int)", lambda _: self.onDecide(
             kind=self.ui.kindComboBox.currentData))
         self.ui.backgroundComboBox.connect("activated(int)", lambda _: self.onDecide(
             background=self.ui.backgroundComboBox.currentData or None))
-        self.ui.addPointButton.connect("clicked(bool)", self.onPlacePoint)
         self.ui.showRejectedCheckBox.connect("toggled(bool)", lambda _: self._refreshVisibility())
         self.ui.candidatesTableView.connect("clicked(QModelIndex)", self.onTableClicked)
-        self.ui.saveReviewButton.connect("clicked(bool)", self.onSaveReview)
-        self.ui.openReviewButton.connect("clicked(bool)", self.onOpenReview)
-        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.lobeAssessmentTable.connect("itemChanged(QTableWidgetItem*)", self.onAssessmentChanged)
         # Definition 1/2 and the dendriform policy: refreshed by _onParameterNodeModified, i.e. after
         # the GUI connector stored the value. Shortcuts: without a main window (--no-main-window), on the panel.
@@ -264,6 +262,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = hasCandidates
         self.ui.cancelButton.enabled = busy
         self.ui.exportDicomButton.enabled = self.logic.canExportDicom(node)
+        self.ui.fissureConfidenceLabel.text = self.logic.fissureConfidenceText(node)
         if node and has_value(node.reviewFolder):
             self.logic.mrml.review_folder = Path(node.reviewFolder)
 
@@ -364,15 +363,32 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.removeWorkFolder(folder)
             raise
 
-    def _lobesReady(self, segPath, pointsPath, messages) -> None:
+    def _lobesReady(self, segPath, pointsPath, provenancePath, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the lobes."), waitCursor=True):
             # lobes follow the points: recomputed when the reader releases a dragged point
-            self.logic.loadLobes(self._parameterNode, segPath, pointsPath, onDrag=self.onRecomputeLobes)
+            self.logic.loadLobes(self._parameterNode, segPath, pointsPath, provenancePath, onDrag=self.onRecomputeLobes)
             self.ui.warningsLabel.text = "\n".join(m for m in messages if m.startswith("warning"))
+            self._checkCanRun()
 
     def onRecomputeLobes(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=True):
-            self.logic.recomputeLobesFromPoints(self._parameterNode)
+        """A released fissure point (or the button): the lobes follow, computed off the GUI thread
+        and written back here by a timer's poll; a newer drag supersedes a running one."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
+            if self.logic.startLobeUpdate(self._parameterNode) == "running":
+                self._schedulePoll()
+            self._checkCanRun()
+
+    def _pollLobeUpdate(self) -> None:
+        self._lobePolling = False
+        with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
+            if self._parameterNode and self.logic.pollLobeUpdate(self._parameterNode) == "running":
+                self._schedulePoll()
+            self._checkCanRun()
+
+    def _schedulePoll(self) -> None:
+        if not self._lobePolling:
+            self._lobePolling = True
+            qt.QTimer.singleShot(LOBE_POLL_MS, self._pollLobeUpdate)
 
     # --- candidates ---------------------------------------------------------------------------
     def onDetect(self) -> None:
@@ -598,9 +614,10 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
             paths = write_phantom(generate_phantom(PhantomSpec(fov_mm=(200.0, 170.0, 180.0), n_po=12)), folder)
             node = logic.getParameterNode()
             node.inputVolume = logic.mrml.load_volume(paths["ct"])
-            arguments, seg, points = logic.lobeArguments(node, folder)
+            arguments, seg, points, provenance = logic.lobeArguments(node, folder)
             self.assertEqual(main(arguments + ["--quiet"]), 0)
-            logic.loadLobes(node, seg, points)
+            logic.loadLobes(node, seg, points, provenance)
+            self.assertIn("Fissures supported by the image", logic.fissureConfidenceText(node))
             lobes, _image = logic.lobeArray(node)
             self.assertEqual(sorted(int(v) for v in set(lobes.ravel()) - {0}), [1, 2, 3, 4, 5, 6])
             arguments, candidates = logic.detectArguments(node, folder)

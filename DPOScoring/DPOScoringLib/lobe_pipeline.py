@@ -20,6 +20,7 @@ from .progress import Progress, ensure_progress
 from .safe_files import refuse_existing
 
 METHODS = ("fissures", "lungmask", "import")
+PROVENANCE_SCHEMA = "dpo-lobe-provenance/1"
 
 
 @dataclass
@@ -36,6 +37,12 @@ class LobeResult:
 
     def volumes_ml(self, spacing) -> dict[str, float]:
         return lobe_volumes_ml(self.lobes, spacing)
+
+    def provenance_document(self, warnings=()) -> dict:
+        """How the lobes were made, as ``lobes --provenance-out`` writes it (per fissure its
+        supported share and whether the template was kept are in ``provenance["fissures"]``)."""
+        return {"schema": PROVENANCE_SCHEMA, "method": self.method, "provenance": self.provenance,
+                "warnings": list(warnings) or list(self.warnings)}
 
 
 def _imported(ct: CTVolume, source: str | Path, numbering: str) -> LobeResult:

@@ -13,7 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "DPOScoring"
 LIB = MODULE / "DPOScoringLib"
-MRML_LAYER = {"mrml_logic.py", "mrml_lobes.py", "mrml_workspace.py", "mrml_module_logic.py",
+MRML_LAYER = {"mrml_logic.py", "mrml_lobes.py", "mrml_workspace.py", "mrml_module_logic.py", "mrml_lobe_layer.py",
+              "mrml_lobe_drag.py",
               "slicer_dependencies.py"}  # the only core files allowed to import slicer/vtk
 
 
