@@ -6,9 +6,7 @@ shown, Cancel ends it); every scoring rule lives in ``DPOScoringLib``.
 """
 
 import os
-import shutil
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,11 +29,14 @@ from DPOScoringLib.lobes import LOBES
 from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
 from DPOScoringLib.mrml_module_logic import (
     ASSESSMENT_COLUMNS,
+    ASSESSMENT_HEADERS,
     CHECKBOX_COLUMNS,
     WORKER_BOOT,
     ModuleLogic,
     has_value,
     parse_worker_line,
+    worker_environment,
+    worker_program,
 )
 from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.reading import BACKGROUNDS, KINDS
@@ -161,8 +162,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table = self.ui.lobeAssessmentTable
         table.setRowCount(len(LOBES))
         table.setColumnCount(len(ASSESSMENT_COLUMNS))
-        table.setHorizontalHeaderLabels(["dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb",
-                                         "consolid.", "overall", "> 50 %"])
+        table.setHorizontalHeaderLabels(list(ASSESSMENT_HEADERS))
         table.setVerticalHeaderLabels([lobe.code for lobe in LOBES])
         for row in range(len(LOBES)):
             for column, name in enumerate(ASSESSMENT_COLUMNS):
@@ -175,18 +175,14 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _fillAssessmentTable(self) -> None:
         """The table shows the saved per-lobe answers (after Detect, Open Review, scene load)."""
-        node = self._parameterNode
-        saved = self.logic.mrml.lobe_assessments(node.candidates) if node and node.candidates else {}
-        table = self.ui.lobeAssessmentTable
         self._updatingAssessments = True
-        for row, lobe in enumerate(LOBES):
-            answers = saved.get(lobe.code, {})
-            for column, name in enumerate(ASSESSMENT_COLUMNS):
-                if name in CHECKBOX_COLUMNS:
-                    table.item(row, column).setCheckState(qt.Qt.Checked if answers.get(name) else qt.Qt.Unchecked)
+        for row, cells in enumerate(self.logic.assessmentCells(self._parameterNode)):
+            for column, (checked, text) in enumerate(cells):
+                item = self.ui.lobeAssessmentTable.item(row, column)
+                if checked is None:
+                    item.setText(text)
                 else:
-                    value = answers.get("ild", {}).get(name)
-                    table.item(row, column).setText("" if value is None else str(value))
+                    item.setCheckState(qt.Qt.Checked if checked else qt.Qt.Unchecked)
         self._updatingAssessments = False
 
     def cleanup(self) -> None:
@@ -271,14 +267,12 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Runs ``dpo-score ARGUMENTS`` in PythonSlicer; progress from its '[ 42%] ...' lines.
         The QProcess is owned by the module panel (never deleted by Python inside its own
         signal); the work folder is removed when the process has ended, however it ended."""
-        python = shutil.which("PythonSlicer") or os.path.join(os.path.dirname(sys.executable), "PythonSlicer")
         process = qt.QProcess(self.parent)
         environment = qt.QProcessEnvironment.systemEnvironment()
-        moduleDir = os.path.dirname(__file__)
-        environment.insert("PYTHONPATH", moduleDir + os.pathsep + environment.value("PYTHONPATH", ""))
-        environment.insert("PYTHONUNBUFFERED", "1")
+        for key, value in worker_environment(os.path.dirname(__file__), environment.value("PYTHONPATH", "")).items():
+            environment.insert(key, value)
         process.setProcessEnvironment(environment)
-        process.setProgram(python)
+        process.setProgram(worker_program())
         process.setArguments(["-c", WORKER_BOOT, *arguments])
         process.connect("readyReadStandardError()", self._onWorkerOutput)
         process.connect("finished(int,QProcess::ExitStatus)", self._onWorkerFinished)
@@ -371,8 +365,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanRun()
 
     def onRecomputeLobes(self) -> None:
-        """A released fissure point (or the button): the lobes follow, computed off the GUI thread
-        and written back here by a timer's poll; a newer drag supersedes a running one."""
+        """A released fissure point or the button: computed off the GUI thread, written by a timer's poll."""
         with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
             if self.logic.startLobeUpdate(self._parameterNode) == "running":
                 self._schedulePoll()
@@ -385,7 +378,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._schedulePoll()
             self._checkCanRun()
 
-    def _schedulePoll(self) -> None:
+    def _schedulePoll(self) -> None:  # one poll queued at a time
         if not self._lobePolling:
             self._lobePolling = True
             qt.QTimer.singleShot(LOBE_POLL_MS, self._pollLobeUpdate)
@@ -524,10 +517,13 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._current = 0
             self._showReview()
 
+    def _reviewFolder(self, title) -> str:  # asked for when none is set ("" when the reader cancels)
+        folder = self._parameterNode.reviewFolder
+        return str(folder) if has_value(folder) else qt.QFileDialog.getExistingDirectory(None, title)
+
     def onSaveReview(self) -> None:
         node = self._parameterNode
-        folder = str(node.reviewFolder) if has_value(node.reviewFolder) else \
-            qt.QFileDialog.getExistingDirectory(None, _("Review folder"))
+        folder = self._reviewFolder(_("Review folder"))
         if not folder:
             return
         node.reviewFolder = Path(folder)
@@ -537,9 +533,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExportDicom(self) -> None:
         """lobes.dcm, findings.dcm into REVIEW FOLDER/dicom, then into Slicer's DICOM database (PACS from there)."""
-        node = self._parameterNode
-        base = str(node.reviewFolder) if has_value(node.reviewFolder) else \
-            qt.QFileDialog.getExistingDirectory(None, _("Review folder (the DICOM files go into its dicom/)"))
+        node, base = self._parameterNode, self._reviewFolder(_("Review folder (the DICOM files go into its dicom/)"))
         if not base:
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to export to DICOM."), waitCursor=True):
@@ -564,9 +558,7 @@ class DPOScoringLogic(ScriptedLoadableModuleLogic, ModuleLogic):
         return DPOScoringParameterNode(super().getParameterNode())
 
     def ensureLungmaskWithTorch(self) -> bool:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if not self.hasTorch():
             slicer.util.errorDisplay(_("lungmask needs PyTorch: install the PyTorch extension (PyTorch Utils) "
                                        "from the Extensions Manager, or choose the fissure method."))
             return False
@@ -601,35 +593,11 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
         self.assertTrue(all(v > 0 for v in volumes.values()), volumes)
 
     def test_WholeFlowOnPhantom(self):
-        """As the widget does it: the CLI's files read back by Slicer's storage nodes."""
+        """As the widget does it: the CLI's files read back by Slicer's storage nodes, a fissure
+        drag, detection, decisions, scores (DPOScoringLib.mrml_self_test)."""
+        from DPOScoringLib.mrml_self_test import whole_flow_on_phantom
+
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)  # scikit-image, cc3d, edt are not in a fresh Slicer
-        from DPOScoringLib.cli import main
-        from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
-        from DPOScoringLib.reading import parse_reading
-        from DPOScoringLib.scoring import score_reading
-
-        folder = logic.newWorkFolder()
-        try:
-            paths = write_phantom(generate_phantom(PhantomSpec(fov_mm=(200.0, 170.0, 180.0), n_po=12)), folder)
-            node = logic.getParameterNode()
-            node.inputVolume = logic.mrml.load_volume(paths["ct"])
-            arguments, seg, points, provenance = logic.lobeArguments(node, folder)
-            self.assertEqual(main(arguments + ["--quiet"]), 0)
-            logic.loadLobes(node, seg, points, provenance)
-            self.assertIn("Fissures supported by the image", logic.fissureConfidenceText(node))
-            lobes, _image = logic.lobeArray(node)
-            self.assertEqual(sorted(int(v) for v in set(lobes.ravel()) - {0}), [1, 2, 3, 4, 5, 6])
-            arguments, candidates = logic.detectArguments(node, folder)
-            self.assertEqual(main(arguments + ["--quiet"]), 0)
-            logic.loadCandidates(node, candidates)
-            markups = node.candidates
-            self.assertGreater(markups.GetNumberOfControlPoints(), 5)
-            for index in range(markups.GetNumberOfControlPoints()):
-                logic.decide(node, index, "self-test", status="confirmed")
-            scores, _table = logic.mrml.update_results(markups)
-            self.assertEqual(scores, score_reading(parse_reading(logic.mrml.reading(markups))))
-            self.assertTrue(scores["complete"])
-        finally:
-            logic.removeWorkFolder(folder)
+        whole_flow_on_phantom(logic, self)
         self.delayDisplay("Test passed")

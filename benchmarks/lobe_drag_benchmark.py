@@ -87,10 +87,24 @@ def former_path(logic, volume, segmentation):
     return logic.lobes_to_segmentation(lobes, ct.image, volume, segmentation)
 
 
-def drag(logic, volume, segmentation, name, index, dz):
+def gil_holder(seconds: float):
+    """A call that keeps the GIL for about ``seconds`` (a C loop with no bytecode in it): stands for
+    Slicer's GUI thread in Qt's event loop, which holds the GIL between two polls (see
+    mrml_lobe_drag.POLL_WAIT_S)."""
+    n = 200_000
+    started = time.perf_counter()
+    sum(range(n))
+    per_item = max((time.perf_counter() - started) / n, 1e-9)
+    count = int(seconds / per_item)
+    return lambda: sum(range(count))
+
+
+def drag(logic, volume, segmentation, name, index, dz, between_polls=None):
     """The reader moves one control point of fissure ``name`` by ``dz`` mm and releases it: the
-    module's path from the drag's end to the lobes in the segmentation. Returns (total seconds,
-    seconds the GUI thread was held, voxels changed)."""
+    module's path from the drag's end to the lobes in the segmentation, polled as the widget does
+    (every LOBE_POLL_MS = 50 ms; ``between_polls``: what the GUI thread does meanwhile, by default
+    idle with the GIL released). Returns (total seconds, seconds the GUI thread was held by the
+    module, voxels changed)."""
     node = logic.scene.GetFirstNodeByName(f"DPO fissure {name}")
     position = [0.0, 0.0, 0.0]
     node.GetNthControlPointPosition(index, position)
@@ -98,17 +112,21 @@ def drag(logic, volume, segmentation, name, index, dz):
     updates = logic.lobe_updates
     started = time.perf_counter()
     state = updates.start(volume, segmentation)
-    held = time.perf_counter() - started
+    held = longest = time.perf_counter() - started
     assert state == "running", state
     while True:
-        time.sleep(0.005)  # the GUI's event loop between two timer polls
+        if between_polls is None:
+            time.sleep(0.05)  # the GUI's event loop between two timer polls, idle
+        else:
+            between_polls()
         polled = time.perf_counter()
         state = updates.poll()
         held += time.perf_counter() - polled
+        longest = max(longest, time.perf_counter() - polled)
         if state != "running":
             break
     assert state == "applied", state
-    return time.perf_counter() - started, held, updates.last_changed_voxels
+    return time.perf_counter() - started, held, updates.last_changed_voxels, longest
 
 
 def module_path(image, lungs, geometry, lobes, points, moved, repeat, logic_class, new_scene) -> dict:
@@ -133,20 +151,27 @@ def module_path(image, lungs, geometry, lobes, points, moved, repeat, logic_clas
         lambda: scene.RemoveNode(logic.lobes_to_segmentation(lobes, image, volume)), repeat)
     results["mrml_read_layer_s"], _ = timed(lambda: logic.lobe_array(segmentation, volume), repeat)
     # the module's path now: drags of the right oblique's middle point, up and down in turn
-    first, first_held, first_voxels = drag(logic, volume, segmentation, "RO", 4, 6.0)
+    first, first_held, first_voxels, first_longest = drag(logic, volume, segmentation, "RO", 4, 6.0)
     results["module_first_drag_s"] = first
     results["module_first_drag_gui_thread_s"] = first_held
-    totals, helds, voxels = [], [], [first_voxels]
+    totals, helds, voxels, longest = [], [], [first_voxels], [first_longest]
     for number in range(max(repeat, 3)):
-        total, held, changed = drag(logic, volume, segmentation, "RO", 4, -6.0 if number % 2 == 0 else 6.0)
+        total, held, changed, hold = drag(logic, volume, segmentation, "RO", 4, -6.0 if number % 2 == 0 else 6.0)
         totals.append(total)
         helds.append(held)
         voxels.append(changed)
+        longest.append(hold)
     results["module_drag_s"] = statistics.median(totals)
     results["module_drag_max_s"] = max(totals)
     results["module_drag_gui_thread_s"] = statistics.median(helds)
+    results["module_drag_gui_thread_longest_hold_s"] = max(longest)
     results["module_drag_voxels_changed"] = int(statistics.median(voxels))
     results["module_drag_vs_reference"] = results["module_drag_s"] / results["mrml_reference_recompute_s"]
+    # the worst case for a Python worker thread: the GUI thread keeps the GIL between the polls
+    holder = gil_holder(0.05)
+    held_totals = [drag(logic, volume, segmentation, "RO", 4, 6.0 if number % 2 == 0 else -6.0, holder)[0]
+                   for number in range(max(repeat, 3))]
+    results["module_drag_gil_held_between_polls_s"] = statistics.median(held_totals)
     # the segmentation after the partial updates, voxel for voxel, as Slicer exports it
     expected = assign_lobes(lungs, geometry, logic.fissure_points())
     assert np.array_equal(export(logic, volume, segmentation), expected), \

@@ -16,6 +16,7 @@ runs the former full recompute (export, every voxel, import) at once, on the cal
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,11 @@ from .ct_image import Geometry
 from .mrml_lobe_layer import LobeLayer, matrix_of
 
 RUNNING, APPLIED, IDLE, SUPERSEDED, FULL = "running", "applied", "idle", "superseded", "full recompute"
+# Each poll waits this long for the worker, the GIL released meanwhile. Slicer's embedded Python
+# keeps the GIL on the GUI thread while Qt's event loop runs (Slicer 5.8-5.12 do not turn on
+# PythonQt's thread support: no setEnableThreadSupport in their source), so a Python worker thread
+# advances mainly while the GUI thread runs Python; this bounds the GUI's hold per poll.
+POLL_WAIT_S = 0.02
 
 
 def volume_geometry(volume) -> Geometry:
@@ -101,12 +107,15 @@ class LobeUpdates:
     def running(self) -> bool:
         return self._job is not None
 
-    def poll(self) -> str:
+    def poll(self, wait_s: float = POLL_WAIT_S) -> str:
         """From the GUI thread: ``running``, ``idle`` (nothing to do), ``applied`` (the lobes in the
-        segmentation follow the latest points). An error of the computation is raised here."""
+        segmentation follow the latest points). Waits up to ``wait_s`` for the worker (see
+        ``POLL_WAIT_S``). An error of the computation is raised here."""
         job = self._job
         if job is None:
             return IDLE
+        if wait_s > 0:
+            wait_for([job.future], timeout=wait_s)
         if not job.future.done():
             return RUNNING
         self._job = None
@@ -149,8 +158,8 @@ class LobeUpdates:
         state = RUNNING
         while state == RUNNING:
             if self._job is not None:
-                self._job.future.exception()  # blocks until the thread is done
-            state = self.poll()
+                wait_for([self._job.future])  # blocks until the thread is done
+            state = self.poll(0)
         return state
 
     def forget(self) -> None:

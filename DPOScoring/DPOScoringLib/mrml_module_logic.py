@@ -20,6 +20,7 @@ LUNGMASK_REQUIREMENT = "lungmask==0.2.22"
 ASSESSMENT_COLUMNS = ("dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
                       "consolidation", "overall", "extent_over_half")  # the per-lobe table's columns
 CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")
+ASSESSMENT_HEADERS = ("dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb", "consolid.", "overall", "> 50 %")
 # The background process (``PythonSlicer -c WORKER_BOOT ARGUMENTS``) reports its own PID first:
 # PythonSlicer is a launcher and the computing python-real is its child, which Cancel must end
 # (killing the launcher alone leaves it running).
@@ -35,6 +36,21 @@ def parse_worker_line(line: str) -> tuple:
     if line.startswith("[") and "%]" in line and line[1:line.index("%]")].strip().isdigit():
         return "progress", int(line[1:line.index("%]")]), line[line.index("%]") + 2:].strip()
     return ("message", None, line) if line.strip() else (None, None, "")
+
+
+def worker_program(executable: str | None = None) -> str:
+    """PythonSlicer (Slicer's launcher for its Python, which sets Slicer's environment)."""
+    import shutil
+    import sys
+
+    return shutil.which("PythonSlicer") or os.path.join(os.path.dirname(executable or sys.executable),
+                                                        "PythonSlicer")
+
+
+def worker_environment(module_dir: str, pythonpath: str) -> dict:
+    """What the background process's environment adds: the module's folder first on PYTHONPATH
+    (DPOScoringLib importable), unbuffered output (progress lines arrive as they are written)."""
+    return {"PYTHONPATH": module_dir + os.pathsep + pythonpath, "PYTHONUNBUFFERED": "1"}
 
 
 def has_value(path) -> bool:
@@ -65,6 +81,15 @@ class ModuleLogic:
                           RESOURCES / "constraints.txt", slicer_module, testing)
         finally:
             remove_work_folder(folder)
+
+    @staticmethod
+    def hasTorch() -> bool:
+        """PyTorch importable in this Python (lungmask needs it; in Slicer it comes with PyTorch Utils)."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return False
+        return True
 
     def ensureLungmask(self, slicer_module=None) -> str | None:
         from .slicer_dependencies import ensure
@@ -222,6 +247,22 @@ class ModuleLogic:
         if parameterNode.lobeSegmentation and parameterNode.candidates:
             lobes, image = self.lobeArray(parameterNode)
             self.mrml.suggest_extents(parameterNode.candidates, lobes, image, only)
+
+    def assessmentCells(self, parameterNode) -> list:
+        """The per-lobe table from the saved answers: one row per lobe (``lobes.LOBES`` order), one
+        ``(checked, text)`` per column (``ASSESSMENT_COLUMNS``): checkbox columns give ``checked``,
+        the others ``checked=None`` and the ILD score as text ("" when not given)."""
+        from .lobes import LOBES
+
+        node = parameterNode
+        saved = self.mrml.lobe_assessments(node.candidates) if node and node.candidates else {}
+        rows = []
+        for lobe in LOBES:
+            answers = saved.get(lobe.code, {})
+            ild = answers.get("ild", {})
+            rows.append([(bool(answers.get(name)), "") if name in CHECKBOX_COLUMNS else
+                         (None, "" if ild.get(name) is None else str(ild[name])) for name in ASSESSMENT_COLUMNS])
+        return rows
 
     def setAssessmentCell(self, parameterNode, code: str, column: str, checked: bool, text: str) -> dict:
         """One cell of the per-lobe table changed: only that answer changes (checkbox columns
