@@ -91,3 +91,16 @@ def test_the_panel_module_copies_of_core_names_have_not_drifted():
 
     assert panel.FISSURE_ORDER == FISSURES and panel.FISSURE_NAMES == FISSURE_NAMES
     assert panel.LOW_CONFIDENCE == LOW_CONFIDENCE and panel.PROVENANCE_SCHEMA == PROVENANCE_SCHEMA
+
+
+def test_lobes_refuses_an_existing_provenance_file_before_any_work(tmp_path, capsys):
+    from DPOScoringLib.cli import main
+
+    existing = tmp_path / "provenance.json"
+    existing.write_text("{}")
+    code = main(["lobes", str(tmp_path / "absent-ct.nrrd"), "--out", str(tmp_path / "lobes.seg.nrrd"),
+                 "--provenance-out", str(existing)])
+    message = capsys.readouterr().err.strip()
+    assert code == 2 and str(existing) in message and "already exists" in message
+    assert len(message.splitlines()) == 1 and "absent-ct" not in message  # refused before the CT is read
+    assert existing.read_text() == "{}" and not (tmp_path / "lobes.seg.nrrd").exists()
