@@ -220,8 +220,8 @@ class MRMLLobes:
 
     def recompute_lobes(self, volume, segmentation, in_place: bool = False):
         """Lobes from the lungs of ``segmentation`` and the scene's fissure points: a new node, or
-        with ``in_place`` the same node's segments replaced (every voxel exported, recomputed and
-        imported: the slow path; a drag takes ``lobe_updates``). Nothing is changed when the
+        with ``in_place`` the same node's segments replaced (the CT checked, every voxel imported:
+        the slow path; a drag takes ``lobe_updates``). Nothing is changed when the
         segmentation holds no lobes or the result would be empty."""
         from .fissures import assign_lobes, update_lobes
 
