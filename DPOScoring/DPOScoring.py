@@ -359,7 +359,6 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _lobesReady(self, segPath, pointsPath, provenancePath, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the lobes."), waitCursor=True):
-            # lobes follow the points: recomputed when the reader releases a dragged point
             self.logic.loadLobes(self._parameterNode, segPath, pointsPath, provenancePath, onDrag=self.onRecomputeLobes)
             self.ui.warningsLabel.text = "\n".join(m for m in messages if m.startswith("warning"))
             self._checkCanRun()
@@ -469,11 +468,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.modules.markups.logic().StartPlaceMode(False)
 
     def _onReaderPointPlaced(self, caller, event) -> None:
-        if not caller.GetNumberOfControlPoints():
+        position = self.logic.takePlacedPoint(caller)
+        if position is None:
             return
-        position = [0.0, 0.0, 0.0]
-        caller.GetNthControlPointPosition(caller.GetNumberOfControlPoints() - 1, position)
-        caller.RemoveAllControlPoints()
         with slicer.util.tryWithErrorDisplay(_("Failed to add the point."), waitCursor=True):
             self.logic.addReaderFinding(self._parameterNode, position)
             self._refreshResults()

@@ -231,6 +231,18 @@ class ModuleLogic:
         self.mrml.undo(parameterNode.candidates, parameterNode.readerId or "unknown")
         self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
 
+    @staticmethod
+    def takePlacedPoint(markups):
+        """The RAS position of the point the reader just placed in ``markups`` (the reader-points
+        node, emptied again for the next one); None when it holds none."""
+        count = markups.GetNumberOfControlPoints()
+        if not count:
+            return None
+        position = [0.0, 0.0, 0.0]
+        markups.GetNthControlPointPosition(count - 1, position)
+        markups.RemoveAllControlPoints()
+        return position
+
     def addReaderFinding(self, parameterNode, ras) -> None:
         """A missed ossification: measured like a detected one and given its lobe."""
         lps = [-ras[0], -ras[1], ras[2]]
