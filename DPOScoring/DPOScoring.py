@@ -1,6 +1,6 @@
 """DPOScoring: the 3D Slicer module (Slicer 5.8, 5.10 and 5.12; see Docs/slicer.md).
 
-The widget only wires GUI events to ``DPOScoringLib.mrml_module_logic`` (MRML, testable headless)
+The widget only wires GUI events to ``DPOScoringLib.mrml.mrml_module_logic`` (MRML, testable headless)
 and to the ``dpo-score`` command line run in a background process (lobes, detection: progress
 shown, Cancel ends it); every scoring rule lives in ``DPOScoringLib``.
 """
@@ -25,9 +25,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from DPOScoringLib.lobes import LOBES
-from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
-from DPOScoringLib.mrml_module_logic import (
+from DPOScoringLib.common.anatomy import LOBES
+from DPOScoringLib.mrml.mrml_logic import BONE_WINDOW, LUNG_WINDOW
+from DPOScoringLib.mrml.mrml_module_logic import (
     ASSESSMENT_COLUMNS,
     ASSESSMENT_HEADERS,
     CHECKBOX_COLUMNS,
@@ -38,8 +38,8 @@ from DPOScoringLib.mrml_module_logic import (
     worker_environment,
     worker_program,
 )
-from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
-from DPOScoringLib.reading import BACKGROUNDS, KINDS
+from DPOScoringLib.rules.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
+from DPOScoringLib.rules.reading import BACKGROUNDS, KINDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
 LOBE_POLL_MS = 50  # how often the GUI looks for a finished lobe update (computed in a worker thread)
@@ -581,7 +581,7 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
 
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)
-        from DPOScoringLib.lobe_pipeline import compute_lobes
+        from DPOScoringLib.lobes.lobe_pipeline import compute_lobes
 
         volume = SampleData.downloadSample("CTChest")
         self.assertIsNotNone(volume, "Slicer's sample chest CT could not be downloaded")
@@ -591,8 +591,8 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
 
     def test_WholeFlowOnPhantom(self):
         """As the widget does it: the CLI's files read back by Slicer's storage nodes, a fissure
-        drag, detection, decisions, scores (DPOScoringLib.mrml_self_test)."""
-        from DPOScoringLib.mrml_self_test import whole_flow_on_phantom
+        drag, detection, decisions, scores (DPOScoringLib.mrml.mrml_self_test)."""
+        from DPOScoringLib.mrml.mrml_self_test import whole_flow_on_phantom
 
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)  # scikit-image, cc3d, edt are not in a fresh Slicer

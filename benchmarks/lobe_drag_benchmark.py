@@ -34,7 +34,7 @@ from run_benchmarks import timed
 
 
 def synthetic_case(shape=(400, 512, 512), spacing=(0.7, 0.7, 0.8)):
-    from DPOScoringLib.ct_image import Geometry
+    from DPOScoringLib.ct.ct_image import Geometry
 
     nk, nj, ni = shape
     origin = (-ni * spacing[0] / 2, -nj * spacing[1] / 2, -nk * spacing[2] / 2)
@@ -58,7 +58,7 @@ def export(logic, volume, segmentation):
     """The lobes as an array through Slicer's ``ExportSegmentsToLabelmapNode`` (the former read)."""
     import vtk
 
-    from DPOScoringLib.lobe_files import to_spec_labels
+    from DPOScoringLib.lobes.lobe_files import to_spec_labels
 
     codes = logic.lobe_codes(segmentation)
     ids = vtk.vtkStringArray()
@@ -76,7 +76,7 @@ def export(logic, volume, segmentation):
 def former_path(logic, volume, segmentation):
     """The reference: what ``recompute_lobes(in_place=True)`` ran before the layer read and the
     drag update (the CT checked, the lobes exported, the swept voxels relabelled, all imported)."""
-    from DPOScoringLib.fissures import update_lobes
+    from DPOScoringLib.lobes.fissures import update_lobes
 
     ct = logic.checked_ct(volume)
     current = export(logic, volume, segmentation)
@@ -130,7 +130,7 @@ def drag(logic, volume, segmentation, name, index, dz, between_polls=None):
 
 
 def module_path(image, lungs, geometry, lobes, points, moved, repeat, logic_class, new_scene) -> dict:
-    from DPOScoringLib.fissures import assign_lobes
+    from DPOScoringLib.lobes.fissures import assign_lobes
 
     results = {}
     scene = new_scene()
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
 
-    from DPOScoringLib.fissures import assign_lobes, default_points, update_lobes
+    from DPOScoringLib.lobes.fissures import assign_lobes, default_points, update_lobes
 
     image, lungs, geometry = synthetic_case()
     points = default_points(lungs, geometry)
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     assert np.array_equal(local, full), "the local update must equal the full recompute"
 
     try:
-        from DPOScoringLib.mrml_logic import DPOScoringMRMLLogic, create_headless_scene
+        from DPOScoringLib.mrml.mrml_logic import DPOScoringMRMLLogic, create_headless_scene
     except ImportError as error:  # slicer-core not installed: core timings only
         results["mrml"] = f"not measured ({error})"
     else:
