@@ -34,11 +34,13 @@ from DPOScoringLib.mrml.mrml_module_logic import (
     ModuleLogic,
     has_value,
     parse_worker_line,
+    worker_environment,
 )
 from DPOScoringLib.rules.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.rules.reading import BACKGROUNDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
+LOBE_POLL_MS = 50  # how often the GUI looks for a finished lobe update (computed in a worker thread)
 # Single keys that Slicer's views do not use (5.8-5.12 bind b f g r s t v V there: b/f previous/next
 # slice, r reset view, s markups, ...; see Docs/slicer.md and test_slicer_module_widget.py).
 SHORTCUTS = (("N", "next"), ("P", "previous"), ("C", "confirm"), ("X", "reject"), ("U", "undo"),
@@ -98,6 +100,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._readerPoints = None
         self._updatingAssessments = False
         self._shownPolicy = None
+        self._lobePolling = False  # a QTimer poll of the lobe update is scheduled
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -252,6 +255,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                              self.logic.canExportDicom(node))
         for name, enabled in state.items():
             getattr(self.ui, name).enabled = enabled
+        self.ui.fissureConfidenceLabel.text = self.logic.fissureConfidenceText(node)
         if node and has_value(node.reviewFolder):
             self.logic.mrml.review_folder = Path(node.reviewFolder)
 
@@ -260,14 +264,12 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Runs ``dpo-score ARGUMENTS`` in PythonSlicer; progress from its '[ 42%] ...' lines.
         The QProcess is owned by the module panel (never deleted by Python inside its own
         signal); the work folder is removed when the process has ended, however it ended."""
-        python = module_panel.worker_program()
         process = qt.QProcess(self.parent)
         environment = qt.QProcessEnvironment.systemEnvironment()
-        moduleDir = os.path.dirname(__file__)
-        environment.insert("PYTHONPATH", moduleDir + os.pathsep + environment.value("PYTHONPATH", ""))
-        environment.insert("PYTHONUNBUFFERED", "1")
+        for key, value in worker_environment(os.path.dirname(__file__), environment.value("PYTHONPATH", "")).items():
+            environment.insert(key, value)
         process.setProcessEnvironment(environment)
-        process.setProgram(python)
+        process.setProgram(module_panel.worker_program())
         process.setArguments(["-c", WORKER_BOOT, *arguments])
         process.connect("readyReadStandardError()", self._onWorkerOutput)
         process.connect("finished(int,QProcess::ExitStatus)", self._onWorkerFinished)
@@ -347,15 +349,30 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.removeWorkFolder(folder)
             raise
 
-    def _lobesReady(self, segPath, pointsPath, messages) -> None:
+    def _lobesReady(self, segPath, pointsPath, provenancePath, messages) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the lobes."), waitCursor=True):
-            # lobes follow the points: recomputed when the reader releases a dragged point
-            self.logic.loadLobes(self._parameterNode, segPath, pointsPath, onDrag=self.onRecomputeLobes)
+            self.logic.loadLobes(self._parameterNode, segPath, pointsPath, provenancePath, onDrag=self.onRecomputeLobes)
             self.ui.warningsLabel.text = "\n".join(m for m in messages if m.startswith("warning"))
+            self._checkCanRun()
 
     def onRecomputeLobes(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=True):
-            self.logic.recomputeLobesFromPoints(self._parameterNode)
+        """A released fissure point or the button: computed off the GUI thread, written by a timer's poll."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
+            if self.logic.startLobeUpdate(self._parameterNode) == "running":
+                self._schedulePoll()
+            self._checkCanRun()
+
+    def _pollLobeUpdate(self) -> None:
+        self._lobePolling = False
+        with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
+            if self._parameterNode and self.logic.pollLobeUpdate(self._parameterNode) == "running":
+                self._schedulePoll()
+            self._checkCanRun()
+
+    def _schedulePoll(self) -> None:  # one poll queued at a time
+        if not self._lobePolling:
+            self._lobePolling = True
+            qt.QTimer.singleShot(LOBE_POLL_MS, self._pollLobeUpdate)
 
     # --- candidates ---------------------------------------------------------------------------
     def onDetect(self) -> None:
@@ -443,11 +460,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.modules.markups.logic().StartPlaceMode(False)
 
     def _onReaderPointPlaced(self, caller, event) -> None:
-        if not caller.GetNumberOfControlPoints():
+        position = self.logic.takePlacedPoint(caller)
+        if position is None:
             return
-        position = [0.0, 0.0, 0.0]
-        caller.GetNthControlPointPosition(caller.GetNumberOfControlPoints() - 1, position)
-        caller.RemoveAllControlPoints()
         with slicer.util.tryWithErrorDisplay(_("Failed to add the point."), waitCursor=True):
             self.logic.addReaderFinding(self._parameterNode, position)
             self._refreshResults()
@@ -491,10 +506,13 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._current = 0
             self._showReview()
 
+    def _reviewFolder(self, title) -> str:  # asked for when none is set ("" when the reader cancels)
+        folder = self._parameterNode.reviewFolder
+        return str(folder) if has_value(folder) else qt.QFileDialog.getExistingDirectory(None, title)
+
     def onSaveReview(self) -> None:
         node = self._parameterNode
-        folder = str(node.reviewFolder) if has_value(node.reviewFolder) else \
-            qt.QFileDialog.getExistingDirectory(None, _("Review folder"))
+        folder = self._reviewFolder(_("Review folder"))
         if not folder:
             return
         node.reviewFolder = Path(folder)
@@ -504,9 +522,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExportDicom(self) -> None:
         """lobes.dcm, findings.dcm into REVIEW FOLDER/dicom, then into Slicer's DICOM database (PACS from there)."""
-        node = self._parameterNode
-        base = str(node.reviewFolder) if has_value(node.reviewFolder) else \
-            qt.QFileDialog.getExistingDirectory(None, _("Review folder (the DICOM files go into its dicom/)"))
+        node, base = self._parameterNode, self._reviewFolder(_("Review folder (the DICOM files go into its dicom/)"))
         if not base:
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to export to DICOM."), waitCursor=True):
@@ -566,34 +582,11 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
         self.assertTrue(all(v > 0 for v in volumes.values()), volumes)
 
     def test_WholeFlowOnPhantom(self):
-        """As the widget does it: the CLI's files read back by Slicer's storage nodes."""
+        """As the widget does it: the CLI's files read back by Slicer's storage nodes, a fissure
+        drag, detection, decisions, scores (DPOScoringLib.mrml.mrml_self_test)."""
+        from DPOScoringLib.mrml.mrml_self_test import whole_flow_on_phantom
+
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)  # scikit-image, cc3d, edt are not in a fresh Slicer
-        from DPOScoringLib.cli.main import main
-        from DPOScoringLib.rules.reading import parse_reading
-        from DPOScoringLib.rules.scoring import score_reading
-        from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, write_phantom
-
-        folder = logic.newWorkFolder()
-        try:
-            paths = write_phantom(generate_phantom(PhantomSpec(fov_mm=(200.0, 170.0, 180.0), n_po=12)), folder)
-            node = logic.getParameterNode()
-            node.inputVolume = logic.mrml.load_volume(paths["ct"])
-            arguments, seg, points = logic.lobeArguments(node, folder)
-            self.assertEqual(main(arguments + ["--quiet"]), 0)
-            logic.loadLobes(node, seg, points)
-            lobes, _image = logic.lobeArray(node)
-            self.assertEqual(sorted(int(v) for v in set(lobes.ravel()) - {0}), [1, 2, 3, 4, 5, 6])
-            arguments, candidates = logic.detectArguments(node, folder)
-            self.assertEqual(main(arguments + ["--quiet"]), 0)
-            logic.loadCandidates(node, candidates)
-            markups = node.candidates
-            self.assertGreater(markups.GetNumberOfControlPoints(), 5)
-            for index in range(markups.GetNumberOfControlPoints()):
-                logic.decide(node, index, "self-test", status="confirmed")
-            scores, _table = logic.mrml.update_results(markups)
-            self.assertEqual(scores, score_reading(parse_reading(logic.mrml.reading(markups))))
-            self.assertTrue(scores["complete"])
-        finally:
-            logic.removeWorkFolder(folder)
+        whole_flow_on_phantom(logic, self)
         self.delayDisplay("Test passed")

@@ -13,7 +13,8 @@ What is faked, and how it mirrors Slicer 5.8-5.12:
   the module's own connections (Slicer connects them when the widget calls ``connectGui``);
 * ``slicer.util.tryWithErrorDisplay`` shows the error and re-raises (Base/Python/slicer/util.py);
 * ``qt.QProcess`` records what it was asked to start; tests emit its signals;
-* ``qt.QTimer.singleShot`` queues calls, run by ``run_timers``.
+* ``qt.QTimer.singleShot`` queues calls, run by ``run_timers`` in order, each after its delay (a
+  call that schedules another, as a poll does, runs it in the same ``run_timers``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+import time
 import types
 import unittest
 import xml.etree.ElementTree as ET
@@ -269,7 +271,9 @@ DIALOG_ANSWERS: dict = {}
 
 def run_timers():
     while TIMERS:
-        TIMERS.pop(0)()
+        msec, call = TIMERS.pop(0)
+        time.sleep(msec / 1000.0)  # the event loop runs meanwhile (here: the module's worker threads)
+        call()
 
 
 def make_qt():
@@ -277,7 +281,7 @@ def make_qt():
     qt.QProcess, qt.QProcessEnvironment = Process, ProcessEnvironment
     qt.QShortcut, qt.QKeySequence, qt.QTableWidgetItem = Shortcut, KeySequence, TableWidgetItem
     qt.Qt = types.SimpleNamespace(ItemIsUserCheckable=16, ItemIsEnabled=32, Checked=2, Unchecked=0, WaitCursor=3)
-    qt.QTimer = types.SimpleNamespace(singleShot=lambda msec, call: TIMERS.append(call))
+    qt.QTimer = types.SimpleNamespace(singleShot=lambda msec, call: TIMERS.append((msec, call)))
     qt.QFileDialog = types.SimpleNamespace(
         getExistingDirectory=lambda parent, title, *a: DIALOG_ANSWERS.get("directory", ""))
     return qt

@@ -174,8 +174,9 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     from ..lobes.lobe_pipeline import compute_lobes, write_lobes
 
     check_output_file(args.out, args.force)  # before minutes of work, not after
-    if args.points_out:
-        check_output_file(args.points_out, args.force)
+    for extra in (args.points_out, args.provenance_out):
+        if extra:
+            check_output_file(extra, args.force)
     ct = load_ct(args.ct)
     check_output_file(args.out, args.force, expected_label_map_bytes(ct.array.size))
     lungs = None
@@ -189,6 +190,11 @@ def _cmd_lobes(args: argparse.Namespace) -> int:
     write_lobes(args.out, result.lobes, ct, overwrite=args.force)
     if args.points_out and result.points:
         save_points(args.points_out, result.points, overwrite=args.force)
+    if args.provenance_out:
+        from ..common.safe_files import atomic_write_json
+
+        atomic_write_json(args.provenance_out, result.provenance_document(ct.warnings + result.warnings),
+                          overwrite=args.force)
     for warning in ct.warnings + result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     volumes = result.volumes_ml(ct.spacing)
@@ -303,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     lobes.add_argument("--points", metavar="JSON", help="fissure control points to use (dpo-fissure-points/1; "
                        "default: placed from the lung shape)")
     lobes.add_argument("--points-out", metavar="JSON", help="write the fissure control points used to this file")
+    lobes.add_argument("--provenance-out", metavar="JSON", help="write how the lobes were made to this file "
+                       "(method, per fissure the share supported by the image and whether the template was kept)")
     lobes.add_argument("--out", required=True, metavar="FILE",
                        help="the lobe file to write: a label map (values 1-6 of the spec) or, when the name ends "
                             "in .seg.nrrd, a Slicer segmentation")

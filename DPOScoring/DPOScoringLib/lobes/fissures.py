@@ -146,20 +146,19 @@ def assign_lobes(lungs: np.ndarray, geometry, points: dict[str, np.ndarray],
     return lobes
 
 
-def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
-                 new_points: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
-    """The lobes after the reader moved fissure points: only the voxels between each moved
-    surface's old and new position are relabelled, in place. Returns (lobes,
-    number of voxels looked at). The result equals ``assign_lobes(lungs, geometry, new_points)``
-    when ``lobes`` was computed from ``old_points``."""
+def lobe_changes(lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
+                 new_points: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The voxels a move of fissure points can relabel, with their new labels: ``(kk, jj, ii,
+    labels)`` for every lung voxel between a moved surface's old and new position (on the side of
+    the moved fissure's lung). Nothing is written: ``update_lobes`` applies them to an array, the
+    Slicer module to the segmentation's labelmap (only these voxels). ``lungs`` is read only at
+    those voxels (``lungs[kk, jj, ii]``) and for its shape: an array, or a view that looks them up."""
+    empty = np.zeros(0, dtype=np.int64)
+    found = [(empty, empty, empty, np.zeros(0, dtype=np.uint8))]
     changed = [name for name in FISSURES if name in new_points and
                (name not in old_points or np.shape(old_points[name]) != np.shape(new_points[name])
                 or not np.allclose(old_points[name], new_points[name]))]
-    if not changed:
-        return lobes, 0
     nk = lungs.shape[0]
-    new_heights = {}
-    touched = 0
     for side in (1, 2):
         names = [n for n in FISSURES if FISSURE_LUNG[n] == side]
         moved = [n for n in names if n in changed]
@@ -167,8 +166,7 @@ def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dic
             continue
         if any(n not in new_points for n in names):
             raise DPOInputError("fissure points", f"missing for the {'right' if side == 1 else 'left'} lung")
-        for n in names:
-            new_heights[n] = height_map(new_points[n], geometry, lungs.shape)
+        new_heights = {n: height_map(new_points[n], geometry, lungs.shape) for n in names}
         low = np.full(lungs.shape[1:], np.inf, dtype=np.float32)
         high = np.full(lungs.shape[1:], -np.inf, dtype=np.float32)
         for n in moved:
@@ -191,9 +189,20 @@ def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dic
         kk, jj, ii = kk[keep], jj[keep], ii[keep]
         keep = lungs[kk, jj, ii] == side
         kk, jj, ii = kk[keep], jj[keep], ii[keep]
-        touched += kk.size
-        lobes[kk, jj, ii] = _label_columns(kk, {n: new_heights[n][jj, ii] for n in names}, side)
-    return lobes, touched
+        labels = _label_columns(kk, {n: new_heights[n][jj, ii] for n in names}, side).astype(np.uint8)
+        found.append((kk, jj.astype(np.int64), ii.astype(np.int64), labels))
+    return tuple(np.concatenate(parts) for parts in zip(*found))
+
+
+def update_lobes(lobes: np.ndarray, lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
+                 new_points: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
+    """The lobes after the reader moved fissure points: only the voxels between each moved
+    surface's old and new position are relabelled (``lobe_changes``), in place. Returns (lobes,
+    number of voxels looked at). The result equals ``assign_lobes(lungs, geometry, new_points)``
+    when ``lobes`` was computed from ``old_points``."""
+    kk, jj, ii, labels = lobe_changes(lungs, geometry, old_points, new_points)
+    lobes[kk, jj, ii] = labels
+    return lobes, int(kk.size)
 
 
 def save_points(path: str | Path, points: dict[str, np.ndarray], overwrite: bool = False) -> Path:

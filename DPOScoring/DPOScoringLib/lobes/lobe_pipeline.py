@@ -22,6 +22,7 @@ from .lingula_split import split_lingula
 from .lobe_files import read_lobe_source, to_spec_labels, write_label_map, write_segmentation
 
 METHODS = ("fissures", "lungmask", "import")
+PROVENANCE_SCHEMA = "dpo-lobe-provenance/1"
 
 
 @dataclass
@@ -38,6 +39,12 @@ class LobeResult:
 
     def volumes_ml(self, spacing) -> dict[str, float]:
         return lobe_volumes_ml(self.lobes, spacing)
+
+    def provenance_document(self, warnings=()) -> dict:
+        """How the lobes were made, as ``lobes --provenance-out`` writes it (per fissure its
+        supported share and whether the template was kept are in ``provenance["fissures"]``)."""
+        return {"schema": PROVENANCE_SCHEMA, "method": self.method, "provenance": self.provenance,
+                "warnings": list(warnings) or list(self.warnings)}
 
 
 def _imported(ct: CTVolume, source: str | Path, numbering: str) -> LobeResult:

@@ -18,6 +18,7 @@ import vtk
 from ..common.anatomy import BY_CODE, BY_LABEL, lungs_from_lobes
 from ..common.errors import DPOInputError
 from ..lobes.lobe_files import lobe_code_for_name, terminology_tag, to_spec_labels
+from .mrml_lobe_layer import LobeLayer
 
 LOBE_CODE_TAG = "DPOScoring.LobeCode"
 FISSURE_ATTRIBUTE = "DPOScoring.Fissure"
@@ -115,6 +116,9 @@ class MRMLLobes:
                      for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
             raise DPOInputError(segmentation.GetName(), "has no segment recognisable as a lung lobe "
                                 f"(by terminology or name; segments: {', '.join(names) or 'none'})")
+        layer = LobeLayer.find(segmentation, reference_volume, codes)
+        if layer is not None:  # the six lobes in one layer on the volume's grid: read in place
+            return layer.read()
         ids = vtk.vtkStringArray()
         for segment_id in codes:
             ids.InsertNextValue(segment_id)
@@ -204,9 +208,20 @@ class MRMLLobes:
                 points[name] = np.array(ras) @ LPS_TO_RAS
         return points
 
+    @property
+    def lobe_updates(self):
+        """After a drag: the lobes recomputed in a worker thread, written back where they change
+        (``mrml_lobe_drag.LobeUpdates``: start / poll / wait)."""
+        if getattr(self, "_lobe_updates", None) is None:
+            from .mrml_lobe_drag import LobeUpdates
+
+            self._lobe_updates = LobeUpdates(self)
+        return self._lobe_updates
+
     def recompute_lobes(self, volume, segmentation, in_place: bool = False):
         """Lobes from the lungs of ``segmentation`` and the scene's fissure points: a new node, or
-        with ``in_place`` the same node's segments replaced. Nothing is changed when the
+        with ``in_place`` the same node's segments replaced (the CT checked, every voxel imported:
+        the slow path; a drag takes ``lobe_updates``). Nothing is changed when the
         segmentation holds no lobes or the result would be empty."""
         from ..lobes.fissures import assign_lobes, update_lobes
 
@@ -229,6 +244,8 @@ class MRMLLobes:
         for node, tag in getattr(self, "_fissure_observers", {}).values():
             node.RemoveObserver(tag)
         self._fissure_observers = {}
+        if getattr(self, "_lobe_updates", None) is not None:
+            self._lobe_updates.forget()
         self._shown_points = None
         self._lobe_cache_key = None
         self._lobe_cache = None

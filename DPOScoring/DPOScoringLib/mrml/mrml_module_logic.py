@@ -38,6 +38,12 @@ def parse_worker_line(line: str) -> tuple:
     return ("message", None, line) if line.strip() else (None, None, "")
 
 
+def worker_environment(module_dir: str, pythonpath: str) -> dict:
+    """What the background process's environment adds: the module's folder first on PYTHONPATH
+    (DPOScoringLib importable), unbuffered output (progress lines arrive as they are written)."""
+    return {"PYTHONPATH": module_dir + os.pathsep + pythonpath, "PYTHONUNBUFFERED": "1"}
+
+
 def has_value(path) -> bool:
     """A parameter node path that was really set (an empty one reads back as ``.``)."""
     return bool(path) and str(path) not in ("", ".")
@@ -77,18 +83,20 @@ class ModuleLogic:
             remove_work_folder(folder)
 
     # --- the background process's inputs ---------------------------------------------------
-    def lobeArguments(self, parameterNode, folder) -> tuple[list, str, str]:
-        """(``dpo-score lobes`` arguments, segmentation file, points file) in a work folder."""
+    def lobeArguments(self, parameterNode, folder) -> tuple[list, str, str, str]:
+        """(``dpo-score lobes`` arguments, segmentation file, points file, provenance file) in a work folder."""
         ct = str(export_volume(parameterNode.inputVolume, Path(folder) / "ct.nrrd"))
         out, points = os.path.join(folder, "lobes.seg.nrrd"), os.path.join(folder, "points.json")
-        arguments = ["lobes", ct, "--method", parameterNode.lobeMethod, "--out", out, "--points-out", points]
+        provenance = os.path.join(folder, "provenance.json")
+        arguments = ["lobes", ct, "--method", parameterNode.lobeMethod, "--out", out, "--points-out", points,
+                     "--provenance-out", provenance]
         if parameterNode.lobeMethod == "import":
             if not has_value(parameterNode.lobeImportPath):
                 raise ValueError("Choose the lobe file or TotalSegmentator folder to import (Import from).")
             arguments += ["--from", str(parameterNode.lobeImportPath)]
         if parameterNode.lobeMethod == "lungmask" and has_value(parameterNode.lungmaskWeights):
             arguments += ["--weights", str(parameterNode.lungmaskWeights)]
-        return arguments, out, points
+        return arguments, out, points, provenance
 
     def detectArguments(self, parameterNode, folder) -> tuple[list, str]:
         """(``dpo-score detect`` arguments, candidates file); the lobes as a label map when set."""
@@ -119,12 +127,18 @@ class ModuleLogic:
         remove_all_work_folders()
 
     # --- lobes --------------------------------------------------------------------------------
-    def loadLobes(self, parameterNode, segPath: str, pointsPath: str | None, onDrag=None):
+    def loadLobes(self, parameterNode, segPath: str, pointsPath: str | None, provenancePath: str | None = None,
+                  onDrag=None):
         """The ``lobes`` command's outputs into the scene, as Slicer's storage nodes read them; the
-        fissure points (when written) as draggable markups, observed once each."""
+        fissure points (when written) as draggable markups, observed once each; how the lobes were
+        made (per-fissure confidence) kept on the segmentation node."""
         from ..lobes.fissures import load_points
+        from .mrml_fissure_confidence import load_provenance, store_provenance
 
+        provenance = load_provenance(provenancePath) if provenancePath and os.path.exists(provenancePath) else None
         segmentation = self.mrml.load_segmentation(segPath, "DPO lobes")
+        if provenance is not None:
+            store_provenance(segmentation, provenance)
         parameterNode.lobeSegmentation = segmentation
         if pointsPath and os.path.exists(pointsPath):
             nodes = self.mrml.show_fissure_points(load_points(pointsPath))
@@ -137,9 +151,37 @@ class ModuleLogic:
         change (Segment Editor edits included)."""
         return self.mrml.cached_lobe_array(parameterNode.lobeSegmentation, parameterNode.inputVolume)
 
-    def recomputeLobesFromPoints(self, parameterNode) -> None:
-        """Lobes again from the (dragged) fissure points, in the same segmentation node."""
-        self.mrml.recompute_lobes(parameterNode.inputVolume, parameterNode.lobeSegmentation, in_place=True)
+    def startLobeUpdate(self, parameterNode) -> str:
+        """A fissure point was dragged: the lobes follow, computed off the GUI thread (``running``:
+        call ``pollLobeUpdate`` until it is not), or at once by the slow full path."""
+        if not parameterNode.lobeSegmentation or not parameterNode.inputVolume:
+            return "idle"
+        state = self.mrml.lobe_updates.start(parameterNode.inputVolume, parameterNode.lobeSegmentation)
+        return state if state == "running" else self._lobesUpdated(parameterNode, state)
+
+    def pollLobeUpdate(self, parameterNode) -> str:
+        """From the GUI thread: writes a finished update into the segmentation (latest drag only)."""
+        return self._lobesUpdated(parameterNode, self.mrml.lobe_updates.poll())
+
+    def recomputeLobesFromPoints(self, parameterNode) -> str:
+        """Lobes again from the (dragged) fissure points, in the same segmentation node; returns
+        when they are in the scene."""
+        state = self.startLobeUpdate(parameterNode)
+        return self._lobesUpdated(parameterNode, self.mrml.lobe_updates.wait()) if state == "running" else state
+
+    def _lobesUpdated(self, parameterNode, state: str) -> str:
+        if state in ("applied", "full recompute"):
+            from .mrml_fissure_confidence import mark_moved
+
+            mark_moved(parameterNode.lobeSegmentation, self.mrml.lobe_updates.last_moved)
+        return state
+
+    @staticmethod
+    def fissureConfidenceText(parameterNode) -> str:
+        """The panel's per-fissure confidence (which fissure to check), "" without lobes."""
+        from .mrml_fissure_confidence import confidence_text, stored_provenance
+
+        return confidence_text(stored_provenance(parameterNode.lobeSegmentation if parameterNode else None))
 
     # --- candidates ---------------------------------------------------------------------------
     def loadCandidates(self, parameterNode, path: str) -> None:
@@ -170,6 +212,18 @@ class ModuleLogic:
     def undo(self, parameterNode) -> None:
         self.mrml.undo(parameterNode.candidates, parameterNode.readerId or "unknown")
         self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
+
+    @staticmethod
+    def takePlacedPoint(markups):
+        """The RAS position of the point the reader just placed in ``markups`` (the reader-points
+        node, emptied again for the next one); None when it holds none."""
+        count = markups.GetNumberOfControlPoints()
+        if not count:
+            return None
+        position = [0.0, 0.0, 0.0]
+        markups.GetNthControlPointPosition(count - 1, position)
+        markups.RemoveAllControlPoints()
+        return position
 
     def addReaderFinding(self, parameterNode, ras) -> None:
         """A missed ossification: measured like a detected one and given its lobe."""

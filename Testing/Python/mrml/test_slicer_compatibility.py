@@ -44,6 +44,55 @@ def read_table(path: Path) -> dict:
 
 
 TABLE = read_table(TABLE_FILE)
+# Methods and contracts of Slicer objects the drag update and the panel rely on (called on objects,
+# so the name collector above cannot see them): name -> (file in Slicer's source, the token found
+# there at every tag, the module file that relies on it, what it relies on there). Each entry fails
+# when its module file no longer contains that call, so the list follows the code.
+SEGMENTATION_H = "Libs/vtkSegmentationCore/vtkSegmentation.h"
+LIB = "DPOScoringLib/mrml/"
+METHODS = {
+    "vtkMRMLSegmentationNode.GetSegmentation": ("Libs/MRML/Core/vtkMRMLSegmentationNode.h",
+                                                "vtkGetObjectMacro(Segmentation, vtkSegmentation);",
+                                                LIB + "mrml_lobe_layer.py", ".GetSegmentation()"),
+    "vtkSegmentation.GetSourceRepresentationName": (SEGMENTATION_H,
+                                                    "vtkGetMacro(SourceRepresentationName, std::string);",
+                                                    LIB + "mrml_lobe_layer.py", ".GetSourceRepresentationName()"),
+    "vtkSegmentation.GetLayerIndex": (SEGMENTATION_H, "int GetLayerIndex(std::string segmentId",
+                                      LIB + "mrml_lobe_layer.py", ".GetLayerIndex("),
+    "vtkSegmentation.GetLayerDataObject": (SEGMENTATION_H, "vtkDataObject* GetLayerDataObject(int layer",
+                                           LIB + "mrml_lobe_layer.py", ".GetLayerDataObject("),
+    "vtkSegmentation.GetSegment": (SEGMENTATION_H, "vtkSegment* GetSegment(std::string segmentId);",
+                                   LIB + "mrml_lobe_layer.py", ".GetSegment("),
+    "vtkSegment.GetLabelValue": ("Libs/vtkSegmentationCore/vtkSegment.h", "vtkGetMacro(LabelValue, int);",
+                                 LIB + "mrml_lobe_layer.py", ".GetLabelValue()"),
+    "vtkOrientedImageData.GetImageToWorldMatrix": ("Libs/vtkSegmentationCore/vtkOrientedImageData.h",
+                                                   "void GetImageToWorldMatrix(vtkMatrix4x4* mat);",
+                                                   LIB + "mrml_lobe_layer.py", ".GetImageToWorldMatrix"),
+    "vtkMRMLVolumeNode.GetIJKToRASMatrix": ("Libs/MRML/Core/vtkMRMLVolumeNode.h",
+                                            "void GetIJKToRASMatrix(vtkMatrix4x4* mat);",
+                                            LIB + "mrml_lobe_drag.py", ".GetIJKToRASMatrix"),
+    "vtkMRMLVolumeNode.GetImageData": ("Libs/MRML/Core/vtkMRMLVolumeNode.h", "virtual vtkImageData* GetImageData();",
+                                       LIB + "mrml_lobe_drag.py", ".GetImageData()"),
+    "vtkMRMLNode.SetAttribute": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                 "void SetAttribute(const char* name, const char* value);",
+                                 LIB + "mrml_fissure_confidence.py", ".SetAttribute("),
+    "vtkMRMLNode.GetAttribute": ("Libs/MRML/Core/vtkMRMLNode.h", "const char* GetAttribute(const char* name);",
+                                 LIB + "mrml_fissure_confidence.py", ".GetAttribute("),
+    # contracts: a source labelmap's Modified() reaches the segmentation (derived representations
+    # invalidated, SourceRepresentationModified), a segment's Modified() redraws the 2-D views, and
+    # both are how Slicer itself says to write a segment's voxels in place
+    "contract: source labelmap Modified is observed": (
+        "Libs/vtkSegmentationCore/vtkSegmentation.cxx",
+        "sourceRepresentation->AddObserver(vtkCommand::ModifiedEvent, this->SourceRepresentationCallbackCommand);",
+        LIB + "mrml_lobe_layer.py", "self.labelmap.Modified()"),
+    "contract: SegmentModified redraws the 2-D views": (
+        "Modules/Loadable/Segmentations/MRMLDM/vtkMRMLSegmentationsDisplayableManager2D.cxx",
+        "|| (event == vtkSegmentation::SegmentModified)",
+        LIB + "mrml_lobe_layer.py", ".Modified()  # the views redraw"),
+    "contract: voxels written in place, then the segment's Modified": (
+        "Base/Python/slicer/util.py", "segmentationNode.GetSegmentation().GetSegment(segmentID).Modified()",
+        LIB + "mrml_lobe_layer.py", "GetSegment(self.segment_ids[label]).Modified()"),
+}
 GUARDED = {"slicer.packaging": "slicer.util.pip_install", "slicer.packaging.pip_ensure": "slicer.util.pip_install"}
 # Signals connected by signature string: checked in the Qt 5.15 / CTK / qMRMLWidgets headers
 # (QProcess::errorOccurred needs Qt 5.6); the GUI test double refuses any other signal per class.
@@ -115,6 +164,11 @@ def test_every_slicer_qt_ctk_name_the_module_uses_is_in_the_table():
     assert not unknown, f"names not checked against Slicer 5.8 (add them to TABLE after checking): {unknown}"
 
 
+def test_every_listed_method_is_still_called_where_the_table_says():
+    for name, (_where, _token, module_file, call) in METHODS.items():
+        assert call in (MODULE / module_file).read_text(encoding="utf-8"), f"{name}: {module_file} has no {call!r}"
+
+
 def test_names_missing_from_slicer_5_8_are_guarded_with_a_fallback():
     for name, (_where, _token, versions) in TABLE.items():
         if versions and "v5.8.0" not in versions:
@@ -163,7 +217,8 @@ def test_table_against_slicer_source():
                                                           capture_output=True, text=True, encoding="utf-8").stdout)
         return cache[(tag, where)]
 
-    problems = []
+    problems = [f"{name}: {token!r} not in {tag}:{where}" for name, (where, token, _, _) in METHODS.items()
+                for tag in TAGS if _compact(token) not in text(tag, where)]
     for name, (where, token, versions) in TABLE.items():
         problems += [f"{name}: {token!r} not in {tag}:{where}" for tag in versions
                      if _compact(token) not in text(tag, where)]

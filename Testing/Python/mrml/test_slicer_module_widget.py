@@ -237,6 +237,48 @@ def test_open_review_fills_the_table_and_close_scene_leaves_nothing_stale(gui, p
     assert os.listdir(gui.work) == []  # no work folder left behind
 
 
+def test_a_fissure_drag_updates_the_lobes_from_a_timer_and_the_panel_names_the_fissures(gui, phantom_1mm):
+    """Compute lobes (the process double writes what ``dpo-score lobes`` writes, from the real
+    fissure method on the phantom), then a released fissure point: the widget starts the update and
+    returns, a QTimer poll writes the lobes into the same node, the panel's text follows."""
+    from DPOScoringLib.common.safe_files import atomic_write_json
+    from DPOScoringLib.lobes.fissures import FISSURE_NAMES, save_points, update_lobes
+    from DPOScoringLib.lobes.lobe_pipeline import write_lobes
+
+    node, logic, result = gui.widget._parameterNode, gui.widget.logic, phantom_1mm.lobe_result
+    node.inputVolume = logic.mrml.load_volume(phantom_1mm.paths["ct"])
+    gui.ui.computeLobesButton.emit("clicked(bool)", False)
+    process = double.Process.created[-1]
+    out = lambda option: process.arguments[process.arguments.index(option) + 1]  # noqa: E731
+    ct = phantom_1mm.run.ct
+    write_lobes(out("--out"), result.lobes, ct)
+    save_points(out("--points-out"), result.points)
+    atomic_write_json(out("--provenance-out"), result.provenance_document())
+    process.emit("finished(int,QProcess::ExitStatus)", 0, 0)
+    segmentation = node.lobeSegmentation
+    text = gui.ui.fissureConfidenceLabel.text
+    assert segmentation is not None and text.startswith("Fissures supported by the image")
+    for code, share in result.fissure_confidence().items():
+        assert f"{FISSURE_NAMES[code]}: {round(100 * share)}%" in text
+    before, _ = logic.lobeArray(node)
+    shown = logic.mrml.fissure_points()
+    horizontal = gui.scene.GetFirstNodeByName("DPO fissure RH")
+    position = [0.0, 0.0, 0.0]
+    horizontal.GetNthControlPointPosition(14, position)
+    horizontal.SetNthControlPointPosition(14, position[0], position[1], position[2] + 12.0)
+    horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)  # the reader releases it
+    assert logic.mrml.lobe_updates.running and [msec for msec, _ in double.TIMERS] == [gui.module.LOBE_POLL_MS]
+    assert "moved by the reader" not in gui.ui.fissureConfidenceLabel.text  # not applied yet
+    double.run_timers()
+    assert not logic.mrml.lobe_updates.running and node.lobeSegmentation is segmentation and not double.ERRORS
+    lungs = (before > 0).astype("uint8") + (before > 3)
+    expected, _ = update_lobes(before.copy(), lungs, ct.geometry, shown, logic.mrml.fissure_points())
+    assert (logic.lobeArray(node)[0] == expected).all() and (expected != before).any()
+    assert "right horizontal fissure" in gui.ui.fissureConfidenceLabel.text
+    assert "moved by the reader" in next(line for line in gui.ui.fissureConfidenceLabel.text.splitlines()
+                                         if line.startswith("right horizontal fissure"))
+
+
 def test_the_in_slicer_self_test_runs_its_flow_headless(gui):
     """DPOScoringTest.test_WholeFlowOnPhantom, as Slicer runs it, minus the application: it must
     pass here (the sample-CT test needs Slicer's SampleData and the network)."""

@@ -1,0 +1,163 @@
+"""The lobes where the segmentation node keeps them: one shared binary-labelmap layer (what Slicer
+makes of a label map import, of a ``.seg.nrrd`` with one layer, and what the Segment Editor keeps
+when overlap is not allowed), read and written in place.
+
+Slicer stores segments that do not overlap in one ``vtkOrientedImageData`` ("layer") shared by the
+segments, each segment a label value in it (``vtkSegment::GetLabelValue``). When all six lobes live
+in one layer on the reference volume's voxel grid, the lobes are that layer's voxels, cropped to
+its extent: reading them needs no export and a recompute writes only the voxels that change, then
+tells Slicer what changed as Slicer's own ``slicer.util.arrayFromSegmentInternalBinaryLabelmap``
+documents it (the layer's ``Modified()`` invalidates the derived representations through
+``vtkSegmentation::OnSourceRepresentationModified``; each changed segment's ``Modified()`` makes the
+2-D views redraw, ``vtkMRMLSegmentationsDisplayableManager2D`` listening to ``SegmentModified``).
+Any other arrangement (segments in several layers, a layer on another grid, a left upper lobe
+still holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find``
+returns None and the caller takes the export/import path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from ..common.anatomy import BY_CODE
+
+LPS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # an LPS-ordered volume's IJK axes in RAS
+# a layer's voxels are the reference volume's when their IJK-to-RAS matrices agree this closely
+MATRIX_TOLERANCE = 1e-4
+
+
+def matrix_of(get) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    get(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+class LobeLayer:
+    """The shared layer holding the six lobes of ``segmentation`` on ``volume``'s grid."""
+
+    def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape):
+        self.segmentation = segmentation
+        self.labelmap = labelmap  # vtkOrientedImageData, kept alive while this object lives
+        self.segment_ids = segment_ids  # spec label 1-6 -> segment ID
+        self.values = values  # spec label 1-6 -> label value in the layer
+        self.offset = (extent[4], extent[2], extent[0])  # (k, j, i) of the layer's first voxel
+        self.shape = tuple(shape)  # the reference volume's (k, j, i)
+        self.lookup = np.zeros(max(values.values()) + 1, dtype=np.uint8)  # layer value -> spec label
+        for label, value in values.items():
+            self.lookup[value] = label
+
+    @classmethod
+    def find(cls, segmentation, volume, codes: dict) -> LobeLayer | None:
+        """The layer, when the six lobes (``codes``: segment ID -> lobe code) share one binary
+        labelmap on ``volume``'s grid (same IJK-to-RAS matrix, extent inside the volume); else None."""
+        segments = segmentation.GetSegmentation()
+        name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+        image = volume.GetImageData()
+        # a left upper lobe "with the lingula" (``LUL+``: its terminology has no "upper division")
+        # is the upper division when the lingula is a segment of its own, as lobe_array reads it
+        labels = {segment_id: BY_CODE["LUL" if code == "LUL+" else code].label for segment_id, code in codes.items()}
+        if (segments.GetSourceRepresentationName() != name or image is None
+                or sorted(labels.values()) != sorted(lobe.label for lobe in BY_CODE.values())):
+            return None
+        layers = {segments.GetLayerIndex(segment_id) for segment_id in codes}
+        if len(layers) != 1:
+            return None
+        labelmap = segments.GetLayerDataObject(layers.pop())
+        if labelmap is None or labelmap.GetPointData().GetScalars() is None:
+            return None
+        reference = matrix_of(volume.GetIJKToRASMatrix)
+        if not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference, atol=MATRIX_TOLERANCE):
+            return None
+        extent, dims = labelmap.GetExtent(), image.GetDimensions()
+        if any(extent[2 * a] < 0 or extent[2 * a + 1] >= dims[a] for a in range(3)):
+            return None
+        ids = {label: segment_id for segment_id, label in labels.items()}
+        values = {label: segments.GetSegment(segment_id).GetLabelValue() for label, segment_id in ids.items()}
+        if len(set(values.values())) != len(values) or min(values.values()) < 1:
+            return None
+        return cls(segmentation, labelmap, ids, values, extent, dims[::-1])
+
+    @staticmethod
+    def lps_ordered(volume) -> bool:
+        """The volume's IJK axes run toward patient left, posterior, superior: its voxel array is
+        the core's LPS-oriented array (``ct_image.orient_lps`` leaves it as it is)."""
+        m = matrix_of(volume.GetIJKToRASMatrix)[:3, :3]
+        direction = m / np.linalg.norm(m, axis=0)
+        return bool(np.allclose(direction, LPS_DIRECTION, atol=MATRIX_TOLERANCE))
+
+    def view(self) -> np.ndarray:
+        """The layer's voxels, [k, j, i], not copied (writing here writes the segmentation)."""
+        extent = self.labelmap.GetExtent()
+        shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+        return numpy_support.vtk_to_numpy(self.labelmap.GetPointData().GetScalars()).reshape(shape)
+
+    def read(self) -> np.ndarray:
+        """The lobes as spec labels 1-6 on the whole reference grid (0 elsewhere, and for voxels
+        of other segments sharing the layer)."""
+        view = self.view()
+        lookup = self.lookup
+        top = int(view.max()) if view.size else 0
+        if top >= lookup.size:  # values of non-lobe segments above the lobes' ones
+            lookup = np.concatenate([lookup, np.zeros(top + 1 - lookup.size, dtype=np.uint8)])
+        lobes = np.zeros(self.shape, dtype=np.uint8)
+        k, j, i = self.offset
+        lobes[k:k + view.shape[0], j:j + view.shape[1], i:i + view.shape[2]] = lookup[view]
+        return lobes
+
+    def lungs(self) -> LayerLungs:
+        """The lungs (1 right, 2 left) as the core's ``fissures.lobe_changes`` reads them, looked up
+        in the layer voxel by voxel: no whole-volume array is made."""
+        sides = np.zeros(self.lookup.size, dtype=np.uint8)
+        sides[self.lookup > 0] = 1
+        sides[self.lookup > 3] = 2
+        return LayerLungs(self.view(), self.offset, self.shape, sides)
+
+    def write(self, kk, jj, ii, labels) -> int:
+        """Spec labels into the layer at (kk, jj, ii) (reference grid), only where they differ;
+        Slicer is told which segments changed. Returns the number of voxels changed."""
+        view = self.view()
+        k, j, i = self.offset
+        index = (np.asarray(kk) - k, np.asarray(jj) - j, np.asarray(ii) - i)
+        inside = ((index[0] >= 0) & (index[0] < view.shape[0]) & (index[1] >= 0) & (index[1] < view.shape[1])
+                  & (index[2] >= 0) & (index[2] < view.shape[2]))
+        if not inside.all():
+            raise ValueError("lobe voxels outside the lobes' layer: the caller must check the lungs")
+        values = np.zeros(7, dtype=view.dtype)
+        for label, value in self.values.items():
+            values[label] = value
+        new = values[np.asarray(labels, dtype=np.intp)]
+        old = view[index]
+        differs = old != new
+        if not differs.any():
+            return 0
+        touched = {int(v) for v in np.unique(old[differs])} | {int(v) for v in np.unique(new[differs])}
+        view[tuple(axis[differs] for axis in index)] = new[differs]
+        self.labelmap.Modified()  # derived representations (closed surface) are recomputed on demand
+        segments = self.segmentation.GetSegmentation()
+        for label, value in self.values.items():
+            if value in touched:
+                segments.GetSegment(self.segment_ids[label]).Modified()  # the views redraw
+        return int(differs.sum())
+
+
+class LayerLungs:
+    """Array-like lungs over the reference grid (``shape``, ``lungs[kk, jj, ii]``) read from a
+    layer's voxels: 1 for the right lobes' label values, 2 for the left ones', 0 elsewhere."""
+
+    def __init__(self, view: np.ndarray, offset, shape, sides: np.ndarray):
+        self.view, self.offset, self.shape, self.sides = view, offset, tuple(shape), sides
+        self.ndim = 3
+
+    def __getitem__(self, index):
+        kk, jj, ii = (np.asarray(axis) - start for axis, start in zip(index, self.offset))
+        inside = ((kk >= 0) & (kk < self.view.shape[0]) & (jj >= 0) & (jj < self.view.shape[1])
+                  & (ii >= 0) & (ii < self.view.shape[2]))
+        values = np.zeros(kk.shape, dtype=np.intp)
+        values[inside] = self.view[kk[inside], jj[inside], ii[inside]]
+        result = np.zeros(kk.shape, dtype=np.uint8)
+        known = values < self.sides.size
+        result[known] = self.sides[values[known]]
+        return result

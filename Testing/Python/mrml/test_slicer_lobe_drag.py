@@ -1,0 +1,237 @@
+"""The lobes follow a dragged fissure point (issue 10 point 4), headless over the real MRML library
+(slicer-core): the swept voxels computed in a worker thread, written into the segmentation's shared
+labelmap where they change, drags coalesced, and the per-fissure confidence text of the panel.
+
+Truths from outside the code under test: the expected lobes are the core's full ``assign_lobes``
+for the points in the scene; the segmentation is read back through Slicer's own
+``ExportSegmentsToLabelmapNode`` (not the module's layer reader). The only double is a gate that
+holds the worker thread, so that "a drag while one is computing" happens on demand."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is installed by the test setup (make test)")
+
+import SimpleITK as sitk  # noqa: E402
+import vtk  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
+
+from DPOScoringLib.ct.ct_image import Geometry  # noqa: E402
+from DPOScoringLib.lobes.fissures import assign_lobes, default_points  # noqa: E402
+from DPOScoringLib.lobes.lobe_files import to_spec_labels  # noqa: E402
+from DPOScoringLib.mrml import mrml_lobe_drag  # noqa: E402
+from DPOScoringLib.mrml.mrml_logic import DPOScoringMRMLLogic, create_headless_scene  # noqa: E402
+
+SPACING = (2.0, 2.0, 2.5)
+
+
+def small_case():
+    """Two ellipsoid lungs on a 2-2.5 mm grid (1.5 M voxels): lungs, CT image, geometry."""
+    shape = (96, 112, 128)
+    nk, nj, ni = shape
+    origin = (-ni * SPACING[0] / 2, -nj * SPACING[1] / 2, -nk * SPACING[2] / 2)
+    z, y, x = (origin[a] + np.arange(n) * SPACING[a] for a, n in ((2, nk), (1, nj), (0, ni)))
+    lungs = np.zeros(shape, dtype=np.uint8)
+    for label, cx in ((1, -65.0), (2, 65.0)):
+        inside = (((x[None, None, :] - cx) / 55.0) ** 2 + (y[None, :, None] / 95.0) ** 2
+                  + (z[:, None, None] / 110.0) ** 2) <= 1.0
+        lungs[inside] = label
+    image = sitk.GetImageFromArray(np.where(lungs > 0, -850, 40).astype(np.int16))
+    image.SetSpacing(SPACING)
+    image.SetOrigin(origin)
+    return lungs, image, Geometry(shape[::-1], SPACING, origin, (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+
+
+@pytest.fixture()
+def scene_case(tmp_path):
+    lungs, image, geometry = small_case()
+    scene = create_headless_scene()
+    logic = DPOScoringMRMLLogic(scene)
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
+    volume = logic.load_volume(tmp_path / "ct.nrrd")
+    points = default_points(lungs, geometry)
+    segmentation = logic.lobes_to_segmentation(assign_lobes(lungs, geometry, points), image, volume)
+    logic.show_fissure_points(points)
+    yield scene, logic, volume, segmentation, lungs, geometry
+    scene.Clear(0)
+
+
+def exported(logic, segmentation, volume) -> np.ndarray:
+    """The lobes as Slicer exports them (ExportSegmentsToLabelmapNode), as spec labels."""
+    codes = logic.lobe_codes(segmentation)
+    ids = vtk.vtkStringArray()
+    for segment_id in codes:
+        ids.InsertNextValue(segment_id)
+    labelmap = logic.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, volume)
+    data = labelmap.GetImageData()
+    array = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars()).reshape(data.GetDimensions()[::-1])
+    logic.scene.RemoveNode(labelmap)
+    return to_spec_labels(array, dict(enumerate(codes.values(), start=1)))[0]
+
+
+def move_point(scene, name, index, dz):
+    node = scene.GetFirstNodeByName(f"DPO fissure {name}")
+    position = [0.0, 0.0, 0.0]
+    node.GetNthControlPointPosition(index, position)
+    node.SetNthControlPointPosition(index, position[0], position[1], position[2] + dz)
+
+
+class Gate:
+    """Holds the worker thread at the start of each computation until released (a timing double)."""
+
+    def __init__(self, monkeypatch):
+        self.entered, self.release, self.calls = threading.Event(), threading.Event(), []
+        original = mrml_lobe_drag._compute
+
+        def gated(layer, geometry, old, new):
+            self.calls.append({name: np.array(p) for name, p in new.items()})
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the worker"
+            return original(layer, geometry, old, new)
+
+        monkeypatch.setattr(mrml_lobe_drag, "_compute", gated)
+
+
+@pytest.mark.parametrize("name, dz", [("RO", 9.0), ("RH", -7.0), ("LO", 12.0), ("LG", 6.0)])
+def test_the_partial_write_back_equals_a_full_recompute_voxel_for_voxel(scene_case, name, dz):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    before = exported(logic, segmentation, volume)
+    move_point(scene, name, 4, dz)
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"
+    assert updates.wait() == "applied"
+    expected = assign_lobes(lungs, geometry, logic.fissure_points())
+    after = exported(logic, segmentation, volume)
+    assert np.array_equal(after, expected)
+    assert updates.last_changed_voxels == int((after != before).sum()) > 0  # only the changed voxels written
+    assert updates.last_moved == [name]
+    assert segmentation.GetSegmentation().GetNumberOfLayers() == 1  # still one shared layer
+    assert np.array_equal(logic.lobe_array(segmentation, volume), expected)  # the module's reader agrees
+
+
+def test_only_the_changed_segments_are_modified_and_the_cache_follows(scene_case):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    cached, _ = logic.cached_lobe_array(segmentation, volume)
+    segments = segmentation.GetSegmentation()
+    times = {segments.GetNthSegment(i).GetName(): segments.GetNthSegment(i).GetMTime() for i in range(6)}
+    events = []
+    segmentation.AddObserver(slicer.vtkSegmentation.SegmentModified, lambda caller, event: events.append(event))
+    move_point(scene, "RO", 4, 10.0)
+    logic.lobe_updates.start(volume, segmentation)
+    logic.lobe_updates.wait()
+    changed = {segments.GetNthSegment(i).GetName() for i in range(6)
+               if segments.GetNthSegment(i).GetMTime() != times[segments.GetNthSegment(i).GetName()]}
+    assert changed and changed <= {"right upper lobe", "right middle lobe", "right lower lobe"}
+    assert len(events) == len(changed)  # what makes Slicer's 2-D views redraw
+    lobes, _ = logic.cached_lobe_array(segmentation, volume)
+    assert lobes is not cached and np.array_equal(lobes, assign_lobes(lungs, geometry, logic.fissure_points()))
+    assert not np.array_equal(cached, lobes)  # an array handed out before is not changed under its holder
+
+
+def test_a_drag_while_one_is_computing_supersedes_it(scene_case, monkeypatch):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    gate = Gate(monkeypatch)
+    writes = []
+    layer_class = mrml_lobe_drag.LobeLayer
+    original_write = layer_class.write
+    monkeypatch.setattr(layer_class, "write", lambda self, *a: writes.append(1) or original_write(self, *a))
+    updates = logic.lobe_updates
+    move_point(scene, "RO", 4, 10.0)
+    assert updates.start(volume, segmentation) == "running"  # returns at once: the GUI is not held
+    assert gate.entered.wait(30)
+    assert updates.poll() == "running"
+    first = logic.fissure_points()
+    move_point(scene, "RO", 4, -18.0)  # the reader drags again before the first result is in
+    move_point(scene, "LO", 2, 8.0)
+    latest = logic.fissure_points()
+    assert updates.start(volume, segmentation) == "running"
+    gate.release.set()
+    assert updates.wait() == "applied"
+    assert len(gate.calls) == 2 and np.allclose(gate.calls[0]["RO"], first["RO"])
+    assert np.allclose(gate.calls[1]["RO"], latest["RO"])  # the latest points won
+    assert writes == [1] and updates.last_stale == 1  # the first result was never applied
+    assert np.array_equal(exported(logic, segmentation, volume), assign_lobes(lungs, geometry, latest))
+    assert updates.last_moved == ["LO", "RO"]
+
+
+def test_a_segment_editor_edit_during_the_computation_is_kept(scene_case, monkeypatch):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    gate = Gate(monkeypatch)
+    move_point(scene, "LO", 4, 10.0)
+    logic.lobe_updates.start(volume, segmentation)
+    assert gate.entered.wait(30)
+    # the reader erases part of the right upper lobe meanwhile (voxels of the shared layer)
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("right upper lobe")
+    value = segmentation.GetSegmentation().GetSegment(segment_id).GetLabelValue()
+    layer = segmentation.GetSegmentation().GetSegment(segment_id).GetRepresentation(
+        slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    scalars = numpy_support.vtk_to_numpy(layer.GetPointData().GetScalars())
+    erased = int((scalars == value).sum())
+    scalars[scalars == value] = 0
+    layer.Modified()
+    gate.release.set()
+    assert logic.lobe_updates.wait() == "applied"
+    assert len(gate.calls) == 2  # thrown away and computed again on the edited segmentation
+    after = exported(logic, segmentation, volume)
+    expected = assign_lobes(lungs, geometry, logic.fissure_points())
+    expected[expected == 1] = 0
+    assert erased > 0 and np.array_equal(after, expected)
+
+
+def test_close_scene_during_the_computation_applies_nothing(scene_case, monkeypatch):
+    scene, logic, volume, segmentation, *_ = scene_case
+    gate = Gate(monkeypatch)
+    move_point(scene, "RO", 4, 10.0)
+    logic.lobe_updates.start(volume, segmentation)
+    assert gate.entered.wait(30)
+    scene.Clear(0)
+    gate.release.set()
+    assert logic.lobe_updates.wait() == "idle" and not logic.lobe_updates.running
+
+
+def test_an_error_in_the_worker_reaches_the_caller(scene_case, monkeypatch):
+    scene, logic, volume, segmentation, *_ = scene_case
+
+    def failing(*args):
+        raise ValueError("worker failed")
+
+    monkeypatch.setattr(mrml_lobe_drag, "_compute", failing)
+    move_point(scene, "RO", 4, 10.0)
+    logic.lobe_updates.start(volume, segmentation)
+    with pytest.raises(ValueError, match="worker failed"):
+        logic.lobe_updates.wait()
+    assert not logic.lobe_updates.running
+
+
+def test_lobes_in_separate_layers_take_the_full_path_and_stay_right(scene_case):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    segments = segmentation.GetSegmentation()
+    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("lingula"))
+    assert segments.GetNumberOfLayers() == 2
+    move_point(scene, "RO", 4, 10.0)
+    assert logic.lobe_updates.start(volume, segmentation) == "full recompute"
+    assert np.array_equal(exported(logic, segmentation, volume),
+                          assign_lobes(lungs, geometry, logic.fissure_points()))
+
+
+def test_the_layer_reader_equals_slicers_export_with_a_foreign_segment_in_the_layer(scene_case):
+    scene, logic, volume, segmentation, *_ = scene_case
+    segments = segmentation.GetSegmentation()
+    segment_id = segments.GetSegmentIdBySegmentName("left lower lobe")
+    layer = segments.GetSegment(segment_id).GetRepresentation(
+        slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    nodule = slicer.vtkSegment()
+    nodule.SetName("nodule")
+    nodule.SetLabelValue(9)
+    nodule.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
+    segments.AddSegment(nodule, "nodule")  # the reader paints another segment into the same layer
+    scalars = numpy_support.vtk_to_numpy(layer.GetPointData().GetScalars())
+    scalars[np.flatnonzero(scalars == segments.GetSegment(segment_id).GetLabelValue())[:500]] = 9
+    layer.Modified()
+    assert segments.GetNumberOfLayers() == 1
+    assert np.array_equal(logic.lobe_array(segmentation, volume), exported(logic, segmentation, volume))
