@@ -76,11 +76,12 @@ def export(logic, volume, segmentation):
 def former_path(logic, volume, segmentation):
     """The reference: what ``recompute_lobes(in_place=True)`` ran before the layer read and the
     drag update (the CT checked, the lobes exported, the swept voxels relabelled, all imported)."""
+    from DPOScoringLib.common.anatomy import lungs_from_lobes
     from DPOScoringLib.lobes.fissures import update_lobes
 
     ct = logic.checked_ct(volume)
     current = export(logic, volume, segmentation)
-    lungs = np.where(current > 3, 2, np.where(current > 0, 1, 0)).astype(np.uint8)
+    lungs = lungs_from_lobes(current)
     points = logic.fissure_points()
     lobes, _ = update_lobes(current, lungs, ct.geometry, logic._shown_points, points)
     logic._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
