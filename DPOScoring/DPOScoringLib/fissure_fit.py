@@ -238,8 +238,14 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
 
 
 def fit_fissures(lungs: np.ndarray, geometry, template: dict, evidence: FissureEvidence,
-                 progress: Progress | None = None) -> dict[str, FissureFit]:
-    """Fitted surfaces (as control points) for every fissure of ``template``."""
+                 progress: Progress | None = None, landmarks=None) -> dict[str, FissureFit]:
+    """Fitted surfaces (as control points) for every fissure of ``template``. With ``landmarks``
+    (``fissure_template.Landmarks``, whole lungs in view) the horizontal fissure's and the lingular
+    boundary's template is placed anew over the fitted oblique fissure, so that the middle lobe and
+    the lingula keep their anatomical share of the lung (``fissure_template.MIDDLE_SHARE``) when the
+    oblique fissure moves."""
+    from .fissure_template import MIDDLE_SHARE, flat_boundary_points
+
     progress = ensure_progress(progress)
     fits = {}
     grids = {}
@@ -258,7 +264,13 @@ def fit_fissures(lungs: np.ndarray, geometry, template: dict, evidence: FissureE
                 obl = FissureSurface("o", oblique.points).height(grid.xx, grid.yy)
                 distance, _ = _normals_and_distance(grid, obl, own)
                 own = own.subset(np.abs(distance) > EXCLUDE_NEAR_MM)
-        fits[name] = fit_fissure(name, template[name], own, grids[label])
+        start = template[name]
+        if name in ("RH", "LG") and landmarks is not None and not (landmarks.cut_top or landmarks.cut_bottom):
+            oblique = fits.get("RO" if name == "RH" else "LO")
+            lm = landmarks.lungs.get(label)
+            if oblique is not None and not oblique.fallback and lm is not None and lm.sample is not None:
+                start = flat_boundary_points(lm, oblique.points, MIDDLE_SHARE[label])
+        fits[name] = fit_fissure(name, start, own, grids[label])
     progress.step(1.0, "fissures fitted")
     return fits
 
@@ -287,7 +299,7 @@ def fissures_from_image(hu: np.ndarray, lungs: np.ndarray, geometry, carina_slic
     landmarks = find_landmarks(lungs, geometry, hu, carina_slice)
     template = template_points(landmarks)
     evidence = find_fissure_evidence(hu, lungs, geometry, progress.sub(0.05, 0.85))
-    fits = fit_fissures(lungs, geometry, template, evidence, progress.sub(0.85, 1.0))
+    fits = fit_fissures(lungs, geometry, template, evidence, progress.sub(0.85, 1.0), landmarks)
     points = {name: fit.points for name, fit in fits.items()}
     provenance = {"method": "fissures",
                   "points": "fitted to fissure evidence in the image; template from landmarks as start and fallback",
