@@ -20,7 +20,9 @@ the real thorax CT vessel fragments alone support up to ~9 % of a surface), keep
 template (``fallback``). The confidence of a fissure is the share of its surface inside the lung
 with evidence within ``SUPPORT_MM`` of it: what share of the computed boundary was seen.
 The right horizontal fissure is fitted after the right oblique, without the evidence near the
-oblique (likewise the lingular boundary after the left oblique).
+oblique (likewise the lingular boundary after the left oblique); its template is first placed
+again over the fitted oblique so that the middle lobe (lingula) keeps its anatomical share of the
+lung (``fissure_template.MIDDLE_SHARE``) where the boundary itself is not seen.
 
 The fitted surface is handed on as control points (an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid) that
 the reader can move like any others (``fissures.assign_lobes``).

@@ -16,8 +16,24 @@ relative to fixed structures, not to the lung's height:
 Landmarks found in the CT: the carina (the airway tracker of ``airways.py``), each lung's posterior
 and anterior extent, the height of its anterior base (lowest lung voxels of the anterior quarter of
 the lung's lateral half, away from the heart) and its diaphragm dome.
-The template is a plane per fissure through those landmarks; the fit (``fissure_fit.py``) then
-moves it to the fissure seen in the image.
+
+A plane through the two oblique-fissure landmarks (carina level posteriorly, anterior base) was
+the first template; on the real thorax CT it is far too shallow (16-25 degrees against 55-75
+degrees seen) and, with the horizontal fissure and lingular boundary built on it, gave a middle
+lobe of 6 % of the right lung and a lingula of 2 % of the left, where CT volumetry of healthy
+adults gives the middle lobe 17 % of the right lung (Yamada et al. 2020, below). With the whole
+lung in the field of view the template therefore takes the lobes' published volume shares as
+its anatomy, the CT's own landmarks and lung volume as its frame:
+
+* oblique fissure: a plane through the anterior-inferior landmark (where the textbook puts its
+  lower end) inclined so that the lower lobe holds ``LOWER_LOBE_SHARE`` of the lung's volume;
+* horizontal fissure / lingular boundary: flat (as the textbook's horizontal fissure), at the
+  height that puts ``MIDDLE_SHARE`` of the lung between the oblique fissure and it. The fit
+  places it again over the fitted oblique fissure (``fissure_fit.fit_fissures``).
+
+With a lung cut by the field of view its volume is not known, and the two-landmark planes are kept.
+The template is a plane per fissure; the fit (``fissure_fit.py``) then moves it to the fissure seen
+in the image.
 
 A field of view that cuts the lung (lung in the top or bottom slice over more than
 ``CUT_FRACTION`` of the lung's largest cross-section) is reported, and nothing is scaled to fill

@@ -2,9 +2,10 @@
 upper division (label 4) and the lingula (label 5).
 
 The boundary is the lingular surface of ``fissures.py`` (a thin-plate spline z = f(x, y)); by
-default its points are the anatomical template of ``fissure_template.py`` (flat, at the height of
-the left oblique fissure at the lung's mid-axillary line; the carina estimated from the diaphragm
-dome when no CT is given), and the reader can move them. The voxels of the left
+default its points are the anatomical template of ``fissure_template.py`` (flat, at the height
+that gives the lingula its volumetric share of the left lung above the template's oblique
+fissure; the carina estimated from the diaphragm dome when no CT is given), and the reader can
+move them. The voxels of the left
 upper lobe below it are the lingula.
 """
 
