@@ -2,10 +2,9 @@
 upper division (label 4) and the lingula (label 5).
 
 The boundary is the lingular surface of ``fissures.py`` (a thin-plate spline z = f(x, y)); by
-default its points are the anatomical template of ``fissure_template.py`` (flat, at the height
-that gives the lingula its volumetric share of the left lung above the template's oblique
-fissure; the carina estimated from the diaphragm dome when no CT is given), and the reader can
-move them. The voxels of the left
+default its points are the anatomical template of ``fissure_template.py``, flat, at the height
+below which the given upper lobe holds the lingula's volumetric share of the left lung
+(``default_lingular_points``), and the reader can move them. The voxels of the left
 upper lobe below it are the lingula.
 """
 
@@ -13,7 +12,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fissures import FissureSurface, default_points
+from .fissures import FissureSurface
+
+
+def default_lingular_points(lobes: np.ndarray, geometry, hu: np.ndarray | None = None) -> np.ndarray:
+    """The template's lingular boundary (``fissure_template.py``) for a given left upper lobe (4)
+    and lower lobe (6): flat, at the height that puts ``MIDDLE_SHARE`` of the left lung in the
+    upper lobe below it, so the lingula keeps its anatomical share whatever the source's oblique
+    fissure; with a field of view that cuts the lung, the template's own height."""
+    from .fissure_template import MIDDLE_SHARE, find_landmarks, template_points
+
+    left = np.where(np.isin(lobes, (4, 5, 6)), 2, 0).astype(np.uint8)
+    landmarks = find_landmarks(left, geometry, hu)
+    points = template_points(landmarks)["LG"].copy()
+    if not (landmarks.cut_top or landmarks.cut_bottom):
+        upper_z = np.sort(np.nonzero(lobes == 4)[0])
+        wanted = int(round(MIDDLE_SHARE[2] * int((left > 0).sum())))
+        if upper_z.size and wanted > 0:
+            k = upper_z[min(wanted, upper_z.size) - 1]
+            points[:, 2] = geometry.origin[2] + (k + 0.5) * geometry.spacing[2]
+    return points
 
 
 def split_lingula(lobes: np.ndarray, geometry, lingular_points: np.ndarray | None = None,
@@ -24,8 +42,7 @@ def split_lingula(lobes: np.ndarray, geometry, lingular_points: np.ndarray | Non
     if k.size == 0:
         return lobes, np.zeros((0, 3)) if lingular_points is None else lingular_points
     if lingular_points is None:
-        left = np.where(np.isin(lobes, (4, 5, 6)), 2, 0).astype(np.uint8)
-        lingular_points = default_points(left, geometry, hu)["LG"]
+        lingular_points = default_lingular_points(lobes, geometry, hu)
     spacing, origin = np.array(geometry.spacing), np.array(geometry.origin)
     columns, inverse = np.unique(np.stack([i, j]), axis=1, return_inverse=True)
     surface = FissureSurface("LG", np.asarray(lingular_points, dtype=float))

@@ -133,7 +133,10 @@ def test_lingula_split_of_a_whole_left_upper_lobe(phantom):
     assert np.array_equal(split == 6, truth == 6)
     default_split, default_used = split_lingula(merged, ct.geometry)
     assert len(default_used) >= 3 and np.array_equal(np.isin(default_split, (4, 5)), merged == 4)
-    assert np.allclose(default_used, default_points(np.where(merged > 3, 2, 0), ct.geometry)["LG"])
+    # the default boundary gives the lingula its anatomical share of the left lung (13-32 %,
+    # lobe_share_ranges.py), whatever the source's oblique fissure
+    assert within(float((default_split == 5).sum()) / float(np.isin(default_split, (4, 5, 6)).sum()),
+                  LINGULA_OF_LEFT_LUNG)
 
 
 def test_real_ct_six_plausible_lobes():
