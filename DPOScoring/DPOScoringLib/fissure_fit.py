@@ -1,7 +1,10 @@
 """The four fissure surfaces fitted to the image's fissure evidence, starting from the template.
 
 Each surface is a height field z = f(x, y) (LPS mm) on a grid of ``CELL_MM`` cells over its lung.
-Starting from the template (``fissure_template.py``), coarse to fine (``WINDOWS_MM``):
+An oblique fissure's start is the plane of best inclination (``best_inclination``, tilted about the
+left-right axis only) turned to the dominant normal of the evidence near it (``_reoriented``), so
+that it may also turn about the vertical axis. Starting from there (or from the template,
+``fissure_template.py``, for the other two), coarse to fine (``WINDOWS_MM``):
 
 1. evidence points (``fissure_enhancement.py``) of the fissure's lung that lie within the window
    of the current surface (distance along the surface normal) and whose sheet normal is within
@@ -57,6 +60,7 @@ EXCLUDE_NEAR_MM = 5.0
 OUTPUT_GRID = 6
 MIN_CONFIDENCE = 0.10
 LOW_CONFIDENCE = 0.25
+REORIENT_MM = WINDOWS_MM[0]
 
 
 @dataclass
@@ -175,6 +179,31 @@ def best_inclination(template: np.ndarray, evidence: FissureEvidence) -> tuple[n
     return plane, float(np.degrees(np.arctan(slope)))
 
 
+def _reoriented(start: np.ndarray, evidence: FissureEvidence, grid: _Grid, window: float) -> np.ndarray:
+    """The start plane turned about its centre to the evidence's dominant normal: the principal
+    axis of the strength-weighted normals (n n^T summed) of the aligned evidence within ``window``
+    of it. The inclination search tilts planes about the left-right axis only; this lets the plane
+    also turn about the vertical axis, as an oblique fissure does (its trace on an axial slice runs
+    from posteromedial to anterolateral)."""
+    if len(evidence) == 0:
+        return start
+    surface = FissureSurface("start", start).height(grid.xx, grid.yy)
+    distance, cosine = _normals_and_distance(grid, surface, evidence)
+    near = (np.abs(distance) < window) & (cosine >= np.cos(np.radians(MAX_ANGLE_DEG)))
+    if near.sum() < 3:
+        return start
+    normals, weight = evidence.normals[near], evidence.strength[near]
+    tensor = np.einsum("ni,nj,n->ij", normals, normals, weight)
+    normal = np.linalg.eigh(tensor)[1][:, -1]
+    if abs(normal[2]) < 0.1:
+        return start
+    centre = start.mean(axis=0)
+    plane = start.copy()
+    across = normal[0] * (start[:, 0] - centre[0]) + normal[1] * (start[:, 1] - centre[1])
+    plane[:, 2] = centre[2] - across / normal[2]
+    return plane
+
+
 def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid: _Grid) -> FissureFit:
     evidence = evidence.subset(orientation_ok(name, evidence.normals))
     template = np.asarray(template, dtype=float)
@@ -183,6 +212,8 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
         found = best_inclination(template, evidence)
         if found is not None:
             start = found[0]
+        if REORIENT_MM:
+            start = _reoriented(start, evidence, grid, REORIENT_MM)
     base = FissureSurface(name, start).height(grid.xx, grid.yy)
     inside = grid.present & (base > grid.low) & (base < grid.high)
     surface = base.copy()

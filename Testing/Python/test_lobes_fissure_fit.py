@@ -137,12 +137,12 @@ def _moved_along_normal(points: np.ndarray, mm: float) -> np.ndarray:
 
 def test_real_ct_fissure_distances_are_reported_per_fissure():
     """On the real thorax CT: distances reported per fissure; the left oblique fissure is fitted to
-    the image (supported over >= 10 % of it) and lies within a median 5 mm (90th percentile 8 mm) of
-    the points placed by eye; moved 10 mm along its normal either way it does not. 5 mm is a
-    regression guard at today's measured 4.7 mm (Docs/lobes.md), not the issue's 3 mm target, which
-    is not met here. The fitted surface lies ~5 mm off the points on one side (Docs/lobes.md), so
-    moved 10 mm towards them it is still a median 4.9 mm away but no longer within 8 mm at the
-    90th percentile (8.4 mm): a narrow margin on that side."""
+    the image (supported over >= 10 % of it) and lies within a median 4.5 mm (90th percentile 8 mm)
+    of the points placed by eye; moved 10 mm along its normal either way it does not. 4.5 mm is a
+    regression guard at today's measured 4.3 mm (Docs/lobes.md; 4.7 mm before the start plane was
+    turned to the evidence's dominant normal), not the issue's 3 mm target, which is not met here.
+    The fitted surface lies ~5 mm off the points on one side (Docs/lobes.md), so moved 10 mm
+    towards them it is a median 5.6 mm (90th percentile 9.0 mm) away."""
     from DPOScoringLib.ct_image import load_ct
     from DPOScoringLib.lobe_pipeline import compute_lobes
 
@@ -157,7 +157,7 @@ def test_real_ct_fissure_distances_are_reported_per_fissure():
     left = result.provenance["fissures"]["LO"]
     assert left["source"] == "fitted to image evidence" and left["confidence"] >= 0.10, left
     def close(distances):
-        return bool(np.median(distances) <= 5.0 and np.percentile(distances, 90) <= 8.0)
+        return bool(np.median(distances) <= 4.5 and np.percentile(distances, 90) <= 8.0)
 
     assert close(distances_to_surface(annotation["LO"], result.points["LO"])), summary
     for mm in (10.0, -10.0):  # moved 10 mm along its normal either way, it is no longer as close
