@@ -28,12 +28,12 @@ import numpy as np
 import SimpleITK as sitk  # noqa: E402  (after the project imports on purpose: same order as the CLI)
 from scipy import ndimage
 
-from DPOScoringLib.candidates import detect_candidates
-from DPOScoringLib.ct_image import check_ct_image
-from DPOScoringLib.fissures import assign_lobes, default_points
-from DPOScoringLib.lung_mask import segment_lungs
-from DPOScoringLib.phantom import PHANTOM_FILES, PhantomSpec, generate_phantom, write_phantom
-from DPOScoringLib.pipeline import detect_on_ct
+from DPOScoringLib.ct.ct_image import check_ct_image
+from DPOScoringLib.ct.lung_mask import segment_lungs
+from DPOScoringLib.detection.candidates import detect_candidates
+from DPOScoringLib.detection.pipeline import detect_on_ct
+from DPOScoringLib.lobes.fissures import assign_lobes, default_points
+from DPOScoringLib.synthetic.phantom import PHANTOM_FILES, PhantomSpec, generate_phantom, write_phantom
 
 
 def timed(function, repeat: int):
