@@ -45,8 +45,14 @@ def real_ct(figures: Path | None) -> dict:
     annotation = load_annotation(REPO / "Testing" / "Data" / "thorax_ct_fissure_points.json")
     template = default_points(mask.labels, ct.geometry, ct.array, mask.carina_slice)
     fitted, provenance, warnings = fissures_from_image(ct.array, mask.labels, ct.geometry, mask.carina_slice)
+    from DPOScoringLib.lobes.fissures import assign_lobes
+    from DPOScoringLib.lobes.lobe_files import lobe_volumes_ml
+
     result = {"template": summarise(annotation, template), "fitted": summarise(annotation, fitted),
-              "fissures": provenance["fissures"], "warnings": warnings}
+              "fissures": provenance["fissures"], "warnings": warnings,
+              "volumes_ml": {name: {code: round(v, 0) for code, v in lobe_volumes_ml(
+                  assign_lobes(mask.labels, ct.geometry, points), ct.spacing).items()}
+                  for name, points in (("template", template), ("fitted", fitted))}}
     if figures is not None:
         _real_figure(ct, template, fitted, annotation, figures / "lobes-real-ct-sagittal.png")
     return result
@@ -62,7 +68,7 @@ def _real_figure(ct, template, fitted, annotation, out: Path):
 
     g = ct.geometry
     planes = (-120.0, -90.0, 90.0, 115.0)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9), dpi=60)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9), dpi=80)
     axes = axes.ravel()
     for ax, x in zip(axes, planes):
         i = int(round((x - g.origin[0]) / g.spacing[0]))

@@ -1,7 +1,10 @@
 """The four fissure surfaces fitted to the image's fissure evidence, starting from the template.
 
 Each surface is a height field z = f(x, y) (LPS mm) on a grid of ``CELL_MM`` cells over its lung.
-Starting from the template (``fissure_template.py``), coarse to fine (``WINDOWS_MM``):
+An oblique fissure's start is the plane of best inclination (``best_inclination``, tilted about the
+left-right axis only) turned to the dominant normal of the evidence near it (``_reoriented``), so
+that it may also turn about the vertical axis. Starting from there (or from the template,
+``fissure_template.py``, for the other two), coarse to fine (``WINDOWS_MM``):
 
 1. evidence points (``fissure_enhancement.py``) of the fissure's lung that lie within the window
    of the current surface (distance along the surface normal) and whose sheet normal is within
@@ -20,7 +23,9 @@ the real thorax CT vessel fragments alone support up to ~9 % of a surface), keep
 template (``fallback``). The confidence of a fissure is the share of its surface inside the lung
 with evidence within ``SUPPORT_MM`` of it: what share of the computed boundary was seen.
 The right horizontal fissure is fitted after the right oblique, without the evidence near the
-oblique (likewise the lingular boundary after the left oblique).
+oblique (likewise the lingular boundary after the left oblique); its template is first placed
+again over the fitted oblique so that the middle lobe (lingula) keeps its anatomical share of the
+lung (``fissure_template.MIDDLE_SHARE``) where the boundary itself is not seen.
 
 The fitted surface is handed on as control points (an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid) that
 the reader can move like any others (``fissures.assign_lobes``).
@@ -55,6 +60,7 @@ EXCLUDE_NEAR_MM = 5.0
 OUTPUT_GRID = 6
 MIN_CONFIDENCE = 0.10
 LOW_CONFIDENCE = 0.25
+REORIENT_MM = WINDOWS_MM[0]
 
 
 @dataclass
@@ -173,6 +179,31 @@ def best_inclination(template: np.ndarray, evidence: FissureEvidence) -> tuple[n
     return plane, float(np.degrees(np.arctan(slope)))
 
 
+def _reoriented(start: np.ndarray, evidence: FissureEvidence, grid: _Grid, window: float) -> np.ndarray:
+    """The start plane turned about its centre to the evidence's dominant normal: the principal
+    axis of the strength-weighted normals (n n^T summed) of the aligned evidence within ``window``
+    of it. The inclination search tilts planes about the left-right axis only; this lets the plane
+    also turn about the vertical axis, as an oblique fissure does (its trace on an axial slice runs
+    from posteromedial to anterolateral)."""
+    if len(evidence) == 0:
+        return start
+    surface = FissureSurface("start", start).height(grid.xx, grid.yy)
+    distance, cosine = _normals_and_distance(grid, surface, evidence)
+    near = (np.abs(distance) < window) & (cosine >= np.cos(np.radians(MAX_ANGLE_DEG)))
+    if near.sum() < 3:
+        return start
+    normals, weight = evidence.normals[near], evidence.strength[near]
+    tensor = np.einsum("ni,nj,n->ij", normals, normals, weight)
+    normal = np.linalg.eigh(tensor)[1][:, -1]
+    if abs(normal[2]) < 0.1:
+        return start
+    centre = start.mean(axis=0)
+    plane = start.copy()
+    across = normal[0] * (start[:, 0] - centre[0]) + normal[1] * (start[:, 1] - centre[1])
+    plane[:, 2] = centre[2] - across / normal[2]
+    return plane
+
+
 def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid: _Grid) -> FissureFit:
     evidence = evidence.subset(orientation_ok(name, evidence.normals))
     template = np.asarray(template, dtype=float)
@@ -181,6 +212,8 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
         found = best_inclination(template, evidence)
         if found is not None:
             start = found[0]
+        if REORIENT_MM:
+            start = _reoriented(start, evidence, grid, REORIENT_MM)
     base = FissureSurface(name, start).height(grid.xx, grid.yy)
     inside = grid.present & (base > grid.low) & (base < grid.high)
     surface = base.copy()
@@ -238,8 +271,14 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
 
 
 def fit_fissures(lungs: np.ndarray, geometry, template: dict, evidence: FissureEvidence,
-                 progress: Progress | None = None) -> dict[str, FissureFit]:
-    """Fitted surfaces (as control points) for every fissure of ``template``."""
+                 progress: Progress | None = None, landmarks=None) -> dict[str, FissureFit]:
+    """Fitted surfaces (as control points) for every fissure of ``template``. With ``landmarks``
+    (``fissure_template.Landmarks``, whole lungs in view) the horizontal fissure's and the lingular
+    boundary's template is placed anew over the fitted oblique fissure, so that the middle lobe and
+    the lingula keep their anatomical share of the lung (``fissure_template.MIDDLE_SHARE``) when the
+    oblique fissure moves."""
+    from .fissure_template import MIDDLE_SHARE, flat_boundary_points
+
     progress = ensure_progress(progress)
     fits = {}
     grids = {}
@@ -258,7 +297,13 @@ def fit_fissures(lungs: np.ndarray, geometry, template: dict, evidence: FissureE
                 obl = FissureSurface("o", oblique.points).height(grid.xx, grid.yy)
                 distance, _ = _normals_and_distance(grid, obl, own)
                 own = own.subset(np.abs(distance) > EXCLUDE_NEAR_MM)
-        fits[name] = fit_fissure(name, template[name], own, grids[label])
+        start = template[name]
+        if name in ("RH", "LG") and landmarks is not None and not (landmarks.cut_top or landmarks.cut_bottom):
+            oblique = fits.get("RO" if name == "RH" else "LO")
+            lm = landmarks.lungs.get(label)
+            if oblique is not None and not oblique.fallback and lm is not None and lm.sample is not None:
+                start = flat_boundary_points(lm, oblique.points, MIDDLE_SHARE[label])
+        fits[name] = fit_fissure(name, start, own, grids[label])
     progress.step(1.0, "fissures fitted")
     return fits
 
@@ -287,7 +332,7 @@ def fissures_from_image(hu: np.ndarray, lungs: np.ndarray, geometry, carina_slic
     landmarks = find_landmarks(lungs, geometry, hu, carina_slice)
     template = template_points(landmarks)
     evidence = find_fissure_evidence(hu, lungs, geometry, progress.sub(0.05, 0.85))
-    fits = fit_fissures(lungs, geometry, template, evidence, progress.sub(0.85, 1.0))
+    fits = fit_fissures(lungs, geometry, template, evidence, progress.sub(0.85, 1.0), landmarks)
     points = {name: fit.points for name, fit in fits.items()}
     provenance = {"method": "fissures",
                   "points": "fitted to fissure evidence in the image; template from landmarks as start and fallback",

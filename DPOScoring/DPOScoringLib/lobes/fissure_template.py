@@ -16,8 +16,24 @@ relative to fixed structures, not to the lung's height:
 Landmarks found in the CT: the carina (the airway tracker of ``airways.py``), each lung's posterior
 and anterior extent, the height of its anterior base (lowest lung voxels of the anterior quarter of
 the lung's lateral half, away from the heart) and its diaphragm dome.
-The template is a plane per fissure through those landmarks; the fit (``fissure_fit.py``) then
-moves it to the fissure seen in the image.
+
+A plane through the two oblique-fissure landmarks (carina level posteriorly, anterior base) was
+the first template; on the real thorax CT it is far too shallow (16-25 degrees against 55-75
+degrees seen) and, with the horizontal fissure and lingular boundary built on it, gave a middle
+lobe of 6 % of the right lung and a lingula of 2 % of the left, where CT volumetry of healthy
+adults gives the middle lobe 17 % of the right lung (Yamada et al. 2020, below). With the whole
+lung in the field of view the template therefore takes the lobes' published volume shares as
+its anatomy, the CT's own landmarks and lung volume as its frame:
+
+* oblique fissure: a plane through the anterior-inferior landmark (where the textbook puts its
+  lower end) inclined so that the lower lobe holds ``LOWER_LOBE_SHARE`` of the lung's volume;
+* horizontal fissure / lingular boundary: flat (as the textbook's horizontal fissure), at the
+  height that puts ``MIDDLE_SHARE`` of the lung between the oblique fissure and it. The fit
+  places it again over the fitted oblique fissure (``fissure_fit.fit_fissures``).
+
+With a lung cut by the field of view its volume is not known, and the two-landmark planes are kept.
+The template is a plane per fissure; the fit (``fissure_fit.py``) then moves it to the fissure seen
+in the image.
 
 A field of view that cuts the lung (lung in the top or bottom slice over more than
 ``CUT_FRACTION`` of the lung's largest cross-section) is reported, and nothing is scaled to fill
@@ -37,6 +53,15 @@ from .fissures import FISSURE_LUNG, FISSURES
 CUT_FRACTION = 0.03
 CARINA_ABOVE_DOME_MM = 76.0   # thorax CT: carina z -4.5 mm, higher (left) dome -80.5 mm (one CT only)
 CARINA_BELOW_APEX_MM = 82.0   # thorax CT: higher apex +77.5 mm (one CT only)
+SAMPLE_VOXELS = 200_000
+# Lobar shares of each lung's volume, CT volumetry of 32 healthy volunteers, supine, inspiration
+# (Yamada et al., Respiration 2020;99:598-605, doi:10.1159/000507265, table 3: right lung 53.6 %,
+# RLL 26.5 %, RML 9.3 % (range 6.6-13.8); left lung 46.4 %, LLL 23.2 %, LUL with lingula 23.1 %
+# of both lungs). The lingula, not measured there, is taken as the size of its homologue the
+# middle lobe (two bronchopulmonary segments each, of the left lung's 8-9 and the right's 10):
+# 9.3 % of both lungs = 20 % of the left lung, 40 % of its upper lobe.
+LOWER_LOBE_SHARE = {1: 26.5 / 53.6, 2: 23.2 / 46.4}
+MIDDLE_SHARE = {1: 9.3 / 53.6, 2: 9.3 / 46.4}
 
 
 @dataclass
@@ -48,6 +73,7 @@ class LungLandmarks:
     y_back: float
     x_range: tuple
     anterior_base_z: float
+    sample: np.ndarray | None = field(default=None, repr=False)  # (n, 3) LPS mm of lung voxels (a subsample)
 
 
 @dataclass
@@ -64,8 +90,16 @@ class Landmarks:
                 "carina": self.carina_source, "cut_top": self.cut_top, "cut_bottom": self.cut_bottom,
                 "lungs": {("right" if k == 1 else "left"): {key: (round(v, 1) if isinstance(v, float) else
                                                                   [round(a, 1) for a in v])
-                                                            for key, v in vars(lm).items()}
+                                                            for key, v in vars(lm).items() if key != "sample"}
                           for k, lm in self.lungs.items()}}
+
+
+def _voxel_sample(lung: np.ndarray, geometry) -> np.ndarray:
+    """LPS positions of about ``SAMPLE_VOXELS`` of the lung's voxels (a regular subsample)."""
+    step = max(int(round((lung.sum() / SAMPLE_VOXELS) ** (1.0 / 3.0))), 1)
+    k, j, i = np.nonzero(lung[::step, ::step, ::step])
+    ijk = np.stack([i, j, k], axis=1) * step
+    return np.array(geometry.origin) + ijk * np.array(geometry.spacing)
 
 
 def _columns(lung: np.ndarray):
@@ -122,7 +156,8 @@ def find_landmarks(lungs: np.ndarray, geometry, hu: np.ndarray | None = None,
             apex_z=float(tops.max()), base_z=float(bottoms.min()),
             dome_z=float(np.percentile(bottoms[central], 90)) if central.any() else float(np.median(bottoms)),
             y_front=y_front, y_back=y_back, x_range=(float(xs.min()), float(xs.max())),
-            anterior_base_z=float(np.median(bottoms[anterior])))
+            anterior_base_z=float(np.median(bottoms[anterior])),
+            sample=_voxel_sample(lung, geometry))
     if result.carina_z is None and result.lungs:
         why = "not found in the scan" if hu is not None else "not looked for (no CT given)"
         if not result.cut_bottom:
@@ -140,29 +175,82 @@ def find_landmarks(lungs: np.ndarray, geometry, hu: np.ndarray | None = None,
 
 
 def oblique_line(lm: LungLandmarks, carina_z: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(y, z) of the oblique fissure's posterior-superior and anterior-inferior ends."""
+    """(y, z) of the oblique fissure's posterior-superior and anterior-inferior ends by the two
+    textbook landmarks (the carina's level posteriorly, the anterior base): the template's line when
+    the lung's volume cannot be trusted (a field of view that cuts the lungs)."""
     back = (lm.y_back, carina_z)
     front = (lm.y_front + 0.1 * (lm.y_back - lm.y_front), lm.anterior_base_z)
     return back, front
 
 
+def _share_below(sample: np.ndarray, z_surface: np.ndarray) -> float:
+    return float(np.mean(sample[:, 2] < z_surface))
+
+
+def oblique_slope_for_share(lm: LungLandmarks, share: float) -> float:
+    """dz/dy of the plane through the anterior-inferior landmark that leaves ``share`` of the lung's
+    volume below it (the lower lobe), by bisection on its inclination (5-80 degrees)."""
+    (_, _), (yf, zf) = oblique_line(lm, 0.0)
+    y, z = lm.sample[:, 1], lm.sample[:, 2]
+    low, high = np.radians(5.0), np.radians(80.0)
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        if float(np.mean(z < zf + np.tan(middle) * (y - yf))) < share:
+            low = middle
+        else:
+            high = middle
+    return float(np.tan(0.5 * (low + high)))
+
+
+def flat_height_for_share(sample: np.ndarray, oblique_points: np.ndarray, share: float) -> float:
+    """Height of a flat boundary that puts ``share`` of the lung between the oblique fissure (the
+    surface through ``oblique_points``) and itself: the middle lobe or the lingula."""
+    from .fissures import FissureSurface
+
+    oblique = FissureSurface("oblique", np.asarray(oblique_points, dtype=float)).height(sample[:, 0], sample[:, 1])
+    above = np.sort(sample[sample[:, 2] >= oblique, 2])
+    wanted = int(round(share * len(sample)))
+    if len(above) == 0:
+        return float(sample[:, 2].max())
+    return float(above[min(max(wanted, 0), len(above) - 1)])
+
+
+def _grid(lm: LungLandmarks):
+    x0, x1 = lm.x_range
+    return [(x, y) for x in np.linspace(x0 + 0.15 * (x1 - x0), x1 - 0.15 * (x1 - x0), 3)
+            for y in np.linspace(lm.y_front, lm.y_back, 3)]
+
+
+def flat_boundary_points(lm: LungLandmarks, oblique_points: np.ndarray, share: float) -> np.ndarray:
+    """3 x 3 control points of the flat middle-lobe or lingular boundary over ``oblique_points``."""
+    z = flat_height_for_share(lm.sample, oblique_points, share)
+    return np.array([(x, y, z) for x, y in _grid(lm)])
+
+
 def template_points(landmarks: Landmarks) -> dict[str, np.ndarray]:
-    """A 3 x 3 grid of control points per fissure (LPS mm), planes through the landmarks."""
+    """A 3 x 3 grid of control points per fissure (LPS mm), planes through the landmarks.
+
+    With the whole lung in the field of view: the oblique fissure through the anterior-inferior
+    landmark, inclined so that the lower lobe holds ``LOWER_LOBE_SHARE`` of the lung, the flat
+    horizontal fissure (lingular boundary) so that the middle lobe (lingula) holds ``MIDDLE_SHARE``.
+    With the lung cut by the field of view (its volume unknown): the two-landmark oblique line
+    (carina level posteriorly, anterior base) and the flat boundary at its height at mid-depth."""
     points = {}
     for name in FISSURES:
-        lm = landmarks.lungs.get(FISSURE_LUNG[name])
+        label = FISSURE_LUNG[name]
+        lm = landmarks.lungs.get(label)
         if lm is None or landmarks.carina_z is None:
             continue
+        by_volume = (lm.sample is not None and len(lm.sample) > 100
+                     and not (landmarks.cut_top or landmarks.cut_bottom))
         (yb, zb), (yf, zf) = oblique_line(lm, landmarks.carina_z)
-        slope = (zb - zf) / (yb - yf)
-        x0, x1 = lm.x_range
-        grid = []
-        for x in np.linspace(x0 + 0.15 * (x1 - x0), x1 - 0.15 * (x1 - x0), 3):
-            for y in np.linspace(lm.y_front, lm.y_back, 3):
-                if name in ("RO", "LO"):
-                    z = zf + slope * (y - yf)
-                else:  # flat, at the oblique's height at the mid-axillary line
-                    z = zf + slope * (0.5 * (lm.y_front + lm.y_back) - yf)
-                grid.append((x, y, z))
-        points[name] = np.array(grid)
+        slope = oblique_slope_for_share(lm, LOWER_LOBE_SHARE[label]) if by_volume else (zb - zf) / (yb - yf)
+        oblique = np.array([(x, y, zf + slope * (y - yf)) for x, y in _grid(lm)])
+        if name in ("RO", "LO"):
+            points[name] = oblique
+        elif by_volume:
+            points[name] = flat_boundary_points(lm, oblique, MIDDLE_SHARE[label])
+        else:  # flat, at the oblique's height at mid-depth
+            z = zf + slope * (0.5 * (lm.y_front + lm.y_back) - yf)
+            points[name] = np.array([(x, y, z) for x, y in _grid(lm)])
     return points

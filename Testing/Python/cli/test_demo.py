@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import numpy as np
+import SimpleITK as sitk
+from lobe_share_ranges import LINGULA_OF_LEFT_LUNG, RML_OF_RIGHT_LUNG, shares, within
 
 from DPOScoringLib.synthetic.phantom import truth_reach_mm
 
@@ -59,6 +61,12 @@ def test_demo_reports_against_the_planted_truth_and_reruns_in_its_own_folder(tmp
             in text)
     assert "(dendriform lobe: its nodular POs are not counted)" in text
     assert re.search(r"\[ *\d+%\] phantom: ", result.stderr) and "report.html" in result.stderr
+    # the demo's lobes (fissure method; the phantom draws no lingular boundary): a middle lobe and a
+    # lingula of anatomical size (CT volumetry, lobe_share_ranges.py), not a sliver
+    lobes = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "bundle" / "lobes.nrrd")))
+    counts = np.bincount(lobes.ravel(), minlength=7)[1:7].astype(float)
+    middle, lingula = shares(dict(zip(("RUL", "RML", "RLL", "LUL", "LING", "LLL"), counts)))
+    assert within(middle, RML_OF_RIGHT_LUNG) and within(lingula, LINGULA_OF_LEFT_LUNG), (middle, lingula)
 
     # a rerun replaces the demo's own entries (no --force needed), quietly, and leaves other files alone
     (out / "bundle" / "left-over.txt").write_text("from the first run")

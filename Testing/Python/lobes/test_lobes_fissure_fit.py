@@ -128,17 +128,41 @@ def test_annotation_file_of_the_real_ct_loads_and_the_distance_measure_sees_a_10
         assert np.median(distances_to_surface(points, points + [0.0, 0.0, 10.0])) > 4.0
 
 
+def _moved_along_normal(points: np.ndarray, mm: float) -> np.ndarray:
+    """Control points moved ``mm`` along the normal of their least-squares plane."""
+    centred = points - points.mean(axis=0)
+    normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    return points + mm * normal
+
+
 def test_real_ct_fissure_distances_are_reported_per_fissure():
+    """On the real thorax CT: distances reported per fissure; the left oblique fissure is fitted to
+    the image (supported over >= 10 % of it) and lies within a median 4.5 mm (90th percentile 8 mm)
+    of the points placed by eye; moved 10 mm along its normal either way it does not. 4.5 mm is a
+    regression guard at today's measured 4.3 mm (Docs/lobes.md; 4.7 mm before the start plane was
+    turned to the evidence's dominant normal), not the issue's 3 mm target, which is not met here.
+    The fitted surface lies ~5 mm off the points on one side (Docs/lobes.md), so moved 10 mm
+    towards them it is a median 5.6 mm (90th percentile 9.0 mm) away."""
     from DPOScoringLib.ct.ct_image import load_ct
     from DPOScoringLib.lobes.lobe_pipeline import compute_lobes
 
     ct = load_ct(require_real(REAL_CT))
     result = compute_lobes(ct, "fissures")
-    summary = summarise(load_annotation(ANNOTATION), result.points)
+    annotation = load_annotation(ANNOTATION)
+    summary = summarise(annotation, result.points)
     assert set(summary) == {"RO", "LO"}
     assert all(item["points"] >= 20 and item["median_mm"] <= item["p90_mm"] for item in summary.values())
     assert set(result.fissure_confidence()) == set(FISSURES)
     assert result.provenance["landmarks"]["carina"].startswith("airway tracker")
+    left = result.provenance["fissures"]["LO"]
+    assert left["source"] == "fitted to image evidence" and left["confidence"] >= 0.10, left
+    def close(distances):
+        return bool(np.median(distances) <= 4.5 and np.percentile(distances, 90) <= 8.0)
+
+    assert close(distances_to_surface(annotation["LO"], result.points["LO"])), summary
+    for mm in (10.0, -10.0):  # moved 10 mm along its normal either way, it is no longer as close
+        moved = distances_to_surface(annotation["LO"], _moved_along_normal(result.points["LO"], mm))
+        assert not close(moved), (mm, np.median(moved), np.percentile(moved, 90))
 
 
 def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, fitted_phantom):
