@@ -583,8 +583,8 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
 
     def test_WholeFlowOnPhantom(self):
         """As the widget does it: the CLI's files read back by Slicer's storage nodes, a fissure
-        drag, detection, decisions, scores (DPOScoringLib.mrml.mrml_self_test)."""
-        from DPOScoringLib.mrml.mrml_self_test import whole_flow_on_phantom
+        drag, detection, decisions, scores (DPOScoringLib.cli.module_self_test)."""
+        from DPOScoringLib.cli.module_self_test import whole_flow_on_phantom
 
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)  # scikit-image, cc3d, edt are not in a fresh Slicer

@@ -45,8 +45,8 @@ def real_ct(figures: Path | None) -> dict:
     annotation = load_annotation(REPO / "Testing" / "Data" / "thorax_ct_fissure_points.json")
     template = default_points(mask.labels, ct.geometry, ct.array, mask.carina_slice)
     fitted, provenance, warnings = fissures_from_image(ct.array, mask.labels, ct.geometry, mask.carina_slice)
+    from DPOScoringLib.common.anatomy import lobe_volumes_ml
     from DPOScoringLib.lobes.fissures import assign_lobes
-    from DPOScoringLib.lobes.lobe_files import lobe_volumes_ml
 
     result = {"template": summarise(annotation, template), "fitted": summarise(annotation, fitted),
               "fissures": provenance["fissures"], "warnings": warnings,

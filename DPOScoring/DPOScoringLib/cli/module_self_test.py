@@ -2,6 +2,8 @@
 DPOScoring.py): the module's flow through files on a synthetic CT, as the widget runs it, checked
 with the test case's own assertions. Kept here, below the GUI, so that the module file stays the
 GUI's wiring; it runs in Slicer (Reload and Test) and headless through the GUI test double.
+It lives with the command line because it drives it (``cli.main``) on a synthetic CT
+(``synthetic/``), both above the MRML layer.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ def whole_flow_on_phantom(logic, test) -> None:
     ``unittest.TestCase``. Lobes by the ``lobes`` command, the panel's fissure confidence, a
     dragged fissure point (the lobes follow, in the same node), detection on those lobes, every
     candidate confirmed, the scores equal to the core's on the saved reading."""
-    from ..cli.main import main
     from ..rules.reading import parse_reading
     from ..rules.scoring import score_reading
     from ..synthetic.phantom import PhantomSpec, generate_phantom, write_phantom
+    from .main import main
 
     folder = logic.newWorkFolder()
     try:
