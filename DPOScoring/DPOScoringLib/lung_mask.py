@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import cc3d
@@ -65,18 +66,18 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     for k in range(mask.shape[0]):
         if not mask[k].any():
             continue
-        background = cc3d.connected_components(~mask[k], connectivity=4)
-        border = set(np.unique(np.concatenate([background[0], background[-1], background[:, 0],
-                                               background[:, -1]])))
-        sizes = np.bincount(background.ravel())
-        for label in range(1, len(sizes)):
-            if label in border or sizes[label] > max_hole_voxels:
-                continue
-            hole = background == label
-            on_open_below = k > 0 and (hole & ~filled[k - 1]).sum() >= 0.3 * sizes[label]
-            if sizes[label] >= big_hole_voxels and on_open_below:
-                continue
-            filled[k] |= hole
+        background, n = cc3d.connected_components(~mask[k], connectivity=4, return_N=True)
+        sizes = np.bincount(background.ravel(), minlength=n + 1)
+        fill = sizes <= max_hole_voxels
+        fill[0] = False  # the lung itself
+        for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
+            fill[edge] = False  # background reaching the slice border is no hole
+        big = fill & (sizes >= big_hole_voxels)
+        if k > 0 and big.any():
+            open_below = np.bincount(background[~filled[k - 1]], minlength=n + 1)
+            fill &= ~(big & (open_below >= 0.3 * sizes))
+        if fill.any():
+            filled[k] |= fill[background]
     return filled
 
 
@@ -176,7 +177,8 @@ def _split_fused(single: np.ndarray, by_midline: np.ndarray, spacing) -> tuple[n
     distance until the component falls into two large cores, then give every voxel to the nearer
     core. Falls back to the trachea's position when no such cores appear."""
     anisotropy = tuple(float(s) for s in spacing[::-1])
-    depth = edt.edt(single, anisotropy=anisotropy, black_border=False)
+    threads = _threads()
+    depth = edt.edt(single, anisotropy=anisotropy, black_border=False, parallel=threads)
     for threshold in np.arange(2.0, 22.0, 2.0):
         cores = cc3d.connected_components(depth > threshold, connectivity=6)
         sizes = np.bincount(cores.ravel())
@@ -189,8 +191,8 @@ def _split_fused(single: np.ndarray, by_midline: np.ndarray, spacing) -> tuple[n
         columns = {label: np.nonzero((cores == label).any(axis=(0, 1)))[0].mean() for label in (first, second)}
         right_core = cores == min(columns, key=columns.get)
         left_core = cores == max(columns, key=columns.get)
-        to_right = edt.edt(~right_core, anisotropy=anisotropy, black_border=False)
-        to_left = edt.edt(~left_core, anisotropy=anisotropy, black_border=False)
+        to_right = edt.edt(~right_core, anisotropy=anisotropy, black_border=False, parallel=threads)
+        to_left = edt.edt(~left_core, anisotropy=anisotropy, black_border=False, parallel=threads)
         return single & (to_right <= to_left), "where they join"
     return by_midline, "at the trachea's position"
 
@@ -202,6 +204,7 @@ def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np
     pleura, reticulation between subpleural cysts, a dense strip between them) is lung, while the
     smooth chest wall and the convex mediastinum stay out."""
     anisotropy = tuple(float(s) for s in spacing[::-1])
+    threads = _threads()
     for label in (RIGHT_LABEL, LEFT_LABEL):
         lung = labels == label
         if not lung.any():
@@ -209,12 +212,18 @@ def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np
         margin = np.ceil((PLEURAL_CLOSING_MM + CYST_REACH_MM) / np.array(anisotropy)).astype(int) + 2
         box = bounding_box(lung, margin)
         local = lung[box]
-        near = edt.edt(~local, anisotropy=anisotropy, black_border=False) <= CYST_REACH_MM
-        cysts = cc3d.connected_components(small_air[box], connectivity=6)
-        touching = np.unique(cysts[near & (cysts > 0)])
-        local |= np.isin(cysts, touching[touching > 0])
-        grown = edt.edt(~local, anisotropy=anisotropy, black_border=False) <= PLEURAL_CLOSING_MM
-        closed = edt.edt(grown, anisotropy=anisotropy, black_border=False) > PLEURAL_CLOSING_MM
+        outside = edt.edt(~local, anisotropy=anisotropy, black_border=False, parallel=threads)
+        cysts, n_cysts = cc3d.connected_components(small_air[box], connectivity=6, return_N=True)
+        if n_cysts:
+            joins = np.zeros(n_cysts + 1, dtype=bool)
+            joins[cysts[(cysts > 0) & (outside <= CYST_REACH_MM)]] = True
+            if joins.any():
+                local |= joins[cysts]
+                outside = edt.edt(~local, anisotropy=anisotropy, black_border=False, parallel=threads)
+        del cysts
+        grown = outside <= PLEURAL_CLOSING_MM
+        del outside
+        closed = edt.edt(grown, anisotropy=anisotropy, black_border=False, parallel=threads) > PLEURAL_CLOSING_MM
         target = labels[box]
         target[(closed | local) & (target == 0) & ~airway_zone[box]] = label
 
@@ -241,11 +250,16 @@ def side_of_single_lung(lung: np.ndarray, share_right_of_midline: float) -> tupl
 
 
 def _upsample(coarse: np.ndarray, factor, shape) -> np.ndarray:
-    up = coarse
-    for axis, f in enumerate(factor):
-        if f > 1:
-            up = np.repeat(up, f, axis=axis)
+    """Each coarse voxel repeated ``factor`` times along each axis (one copy), cut to ``shape``."""
+    n0, n1, n2 = coarse.shape
+    f0, f1, f2 = factor
+    up = np.broadcast_to(coarse[:, None, :, None, :, None], (n0, f0, n1, f1, n2, f2)).reshape(n0 * f0, n1 * f1, n2 * f2)
     return up[:shape[0], :shape[1], :shape[2]]
+
+
+def _threads() -> int:
+    """Threads for the distance transforms (the ``edt`` package splits its passes between them)."""
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
@@ -273,7 +287,7 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
     box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, hu.shape))
     shape = tuple(b.stop - b.start for b in box)
     result = np.zeros(hu.shape, dtype=np.uint8)
-    zone = np.zeros(hu.shape, dtype=bool)
+    inner = result[box]
     if factor != (1, 1, 1):
         local = labels[coarse_box]
         near = np.where(local > 0, local, ndimage.maximum_filter(local, size=3))
@@ -284,48 +298,62 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         packed = _upsample(4 * np.where(closing_added[coarse_box] | interior, local, np.uint8(0)) + near,
                            factor, shape)
         del near, interior
-        result[box] = np.where(hu[box] < AIR_HU, packed & 3, np.uint8(0))
-        dense_surface = packed >> 2
+        np.bitwise_and(packed, 3, out=inner, where=hu[box] < AIR_HU)
+        dense_surface = np.right_shift(packed, 2, out=packed)
         del packed
         airways = _upsample_into(airways, factor, hu.shape, hu)
-        zone = _upsample_into(airway_zone, factor, hu.shape)
+        zone_box, zone = _upsample_box(airway_zone, factor, hu.shape)
         carina = None if carina is None else carina * factor[0]
     else:
-        result[box] = labels[box]
-        zone = airway_zone
+        inner[...] = labels[box]
+        zone_box = bounding_box(airway_zone) if airway_zone.any() else None
+        zone = None if zone_box is None else airway_zone[zone_box]
         dense_surface = None
-    result[box][zone[box]] = 0
+    del labels, closing_added
+    if zone_box is not None:
+        result[zone_box][zone] = 0  # the airway zone is cleared again once the lungs are complete
     progress.step(0.8, "filling holes")
     max_hole = int(MAX_HOLE_MM2 / (spacing[0] * spacing[1]))
     big_hole = int(DOME_HOLE_MM2 / (spacing[0] * spacing[1]))
-    inner = result[box]
     for label in (RIGHT_LABEL, LEFT_LABEL):
         lung = inner == label
         if not lung.any():
             continue
         lung_box = bounding_box(lung)
         filled = _fill_holes_per_slice(lung[lung_box], max_hole, big_hole)
-        inner[lung_box][filled & (inner[lung_box] == 0) & ~zone[box][lung_box]] = label
+        del lung
+        target = inner[lung_box]
+        target[filled & (target == 0)] = label
+        del filled
     if dense_surface is not None:
-        add = (inner == 0) & (dense_surface > 0)
-        add &= ~zone[box]
-        inner[add] = dense_surface[add]
-    counts = np.bincount(inner.ravel(), minlength=3)
+        np.copyto(inner, dense_surface, where=inner == 0)
+        del dense_surface
+    if zone_box is not None:
+        result[zone_box][zone] = 0  # neither holes nor the lung's dense surface fill the airway zone
+    counts = [np.count_nonzero(inner == label) for label in (0, RIGHT_LABEL, LEFT_LABEL)]
     volumes = {"right": round(float(counts[RIGHT_LABEL]) * voxel_ml, 1),
                "left": round(float(counts[LEFT_LABEL]) * voxel_ml, 1)}
     progress.step(1.0, "lungs ready")
     return LungMask(result, airways, volumes, warnings, carina)
 
 
+def _upsample_box(mask: np.ndarray, factor, shape):
+    """A sparse coarse mask at full resolution as (box, mask inside the box), or (None, None)."""
+    if not mask.any():
+        return None, None
+    coarse_box = bounding_box(mask)
+    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, shape))
+    return box, _upsample(mask[coarse_box], factor, tuple(b.stop - b.start for b in box))
+
+
 def _upsample_into(mask: np.ndarray, factor, shape, air_of: np.ndarray | None = None) -> np.ndarray:
     """Full-resolution copy of a sparse coarse mask, upsampled only inside its bounding box;
     with ``air_of`` (the HU array), kept only where the full-resolution voxel is air."""
     full = np.zeros(shape, dtype=bool)
-    if not mask.any():
+    box, local = _upsample_box(mask, factor, shape)
+    if box is None:
         return full
-    coarse_box = bounding_box(mask)
-    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, shape))
-    full[box] = _upsample(mask[coarse_box], factor, tuple(b.stop - b.start for b in box))
+    full[box] = local
     if air_of is not None:
         full[box] &= air_of[box] < AIR_HU
     return full
