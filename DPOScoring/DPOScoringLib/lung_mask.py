@@ -61,23 +61,33 @@ class LungMask:
 def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxels: int) -> np.ndarray:
     """Fill 2-D holes (background not connected to the slice border) up to a size, slice by slice
     from the base upward. A big hole sitting on non-lung that was left open in the slice below
-    is the top of the diaphragm dome, not a vessel, and stays open."""
-    filled = mask.copy()
-    for k in range(mask.shape[0]):
-        if not mask[k].any():
+    is the top of the diaphragm dome, not a vessel, and stays open.
+
+    All slices are labelled in one 2-D image: the slices one under the other, a row of lung
+    between each pair, so that no background region spans two slices."""
+    n_k, n_r, n_c = mask.shape
+    background = np.zeros((n_k, n_r + 1, n_c), dtype=bool)
+    background[:, :n_r] = ~mask
+    labels, n = cc3d.connected_components(background.reshape(n_k * (n_r + 1), n_c), connectivity=4, return_N=True)
+    del background
+    labels = labels.reshape(n_k, n_r + 1, n_c)[:, :n_r]
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    fill = sizes <= max_hole_voxels
+    fill[0] = False  # the lung itself
+    for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+        fill[edge] = False  # background reaching the slice border is no hole
+    big = fill & (sizes >= big_hole_voxels)
+    filled = mask | (fill & ~big)[labels]
+    # big holes in slice order: the slice below is complete (its own big holes decided) first
+    at = np.nonzero(big[labels])
+    big_labels = labels[at]
+    unique, first = np.unique(big_labels, return_index=True)
+    for index in np.argsort(at[0][first], kind="stable"):
+        label, k = unique[index], int(at[0][first[index]])
+        hole = labels[k] == label
+        if k > 0 and (hole & ~filled[k - 1]).sum() >= 0.3 * sizes[label]:
             continue
-        background, n = cc3d.connected_components(~mask[k], connectivity=4, return_N=True)
-        sizes = np.bincount(background.ravel(), minlength=n + 1)
-        fill = sizes <= max_hole_voxels
-        fill[0] = False  # the lung itself
-        for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
-            fill[edge] = False  # background reaching the slice border is no hole
-        big = fill & (sizes >= big_hole_voxels)
-        if k > 0 and big.any():
-            open_below = np.bincount(background[~filled[k - 1]], minlength=n + 1)
-            fill &= ~(big & (open_below >= 0.3 * sizes))
-        if fill.any():
-            filled[k] |= fill[background]
+        filled[k] |= hole
     return filled
 
 
