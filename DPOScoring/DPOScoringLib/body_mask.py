@@ -51,9 +51,14 @@ def inside_hull(body: np.ndarray) -> np.ndarray:
         section = body[k, rows]
         first = np.argmax(section, axis=1)
         last = body.shape[2] - 1 - np.argmax(section[:, ::-1], axis=1)
-        # the hull of every pixel's edge midpoints is the hull of the row ends' midpoints
+        # the hull of every pixel's edge midpoints is the hull of the midpoints of the pixels at
+        # the corners of the hull of the row ends
         ends = np.concatenate([np.stack([rows, first], axis=1), np.stack([rows, last], axis=1)]).astype(float)
-        points = np.unique((ends[:, None, :] + _DIAMOND).reshape(-1, 2), axis=0)
+        try:
+            ends = ends[ConvexHull(ends).vertices]
+        except QhullError:  # the row ends lie on one line
+            pass
+        points = _unique_points((ends[:, None, :] + _DIAMOND).reshape(-1, 2))
         try:
             equations = ConvexHull(points).equations  # a_r * r + a_c * c + b <= 0 inside
         except QhullError:
@@ -66,6 +71,16 @@ def inside_hull(body: np.ndarray) -> np.ndarray:
 _DIAMOND = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
 _FLAT = 1e-9
 _TOLERANCE = 1e-6  # pixel centres on the hull's border are in it; hull vertices lie on a 0.5 grid
+
+
+def _unique_points(points: np.ndarray) -> np.ndarray:
+    """The distinct points of a set on the 0.5 grid (qhull can fail on repeated points)."""
+    doubled = np.rint(2 * points).astype(np.int64) + 2
+    codes = np.unique(doubled[:, 0] * _CODE + doubled[:, 1])
+    return np.stack([codes // _CODE - 2, codes % _CODE - 2], axis=1) / 2.0
+
+
+_CODE = 1 << 24
 
 
 def _column_runs(equations: np.ndarray, rows: np.ndarray):
