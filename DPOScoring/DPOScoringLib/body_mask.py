@@ -111,9 +111,11 @@ def body_hull(hu: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(small, step, axis=1), step, axis=2)[:, :hu.shape[1], :hu.shape[2]]
 
 
-def outside_air_labels(air_labels: np.ndarray, hull: np.ndarray) -> set[int]:
-    """Labels of the air components lying (mostly) outside the body's hull."""
-    counts = np.bincount(air_labels.ravel())
+def outside_air_labels(air_labels: np.ndarray, hull: np.ndarray, counts: np.ndarray | None = None) -> set[int]:
+    """Labels of the air components lying (mostly) outside the body's hull; ``counts``: the
+    voxels of each label, when the caller has them."""
+    if counts is None:
+        counts = np.bincount(air_labels.ravel())
     outside_counts = np.bincount(air_labels[~hull], minlength=len(counts))
     shares = outside_counts / np.maximum(counts, 1)
     return {int(label) for label in np.nonzero(shares >= OUTSIDE_SHARE)[0] if label != 0}

@@ -70,16 +70,19 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     background[:, :n_r] = ~mask
     labels, n = cc3d.connected_components(background.reshape(n_k * (n_r + 1), n_c), connectivity=4, return_N=True)
     del background
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)  # the separator rows count as label 0 only
     labels = labels.reshape(n_k, n_r + 1, n_c)[:, :n_r]
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
     fill = sizes <= max_hole_voxels
     fill[0] = False  # the lung itself
     for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
         fill[edge] = False  # background reaching the slice border is no hole
     big = fill & (sizes >= big_hole_voxels)
-    filled = mask | (fill & ~big)[labels]
+    kind = fill.astype(np.uint8) + big  # 0 not a hole to fill, 1 a hole, 2 a big hole
+    kinds = kind[labels]
+    filled = mask | (kinds == 1)
     # big holes in slice order: the slice below is complete (its own big holes decided) first
-    at = np.nonzero(big[labels])
+    at = np.nonzero(kinds == 2)
+    del kinds
     big_labels = labels[at]
     unique, first = np.unique(big_labels, return_index=True)
     for index in np.argsort(at[0][first], kind="stable"):
@@ -114,8 +117,8 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     hull = body_hull(hu)
     progress.step(0.2, "finding air inside the body")
     labels = cc3d.connected_components(hu < AIR_HU, connectivity=6)
-    outside = outside_air_labels(labels, hull)
     counts = np.bincount(labels.ravel())
+    outside = outside_air_labels(labels, hull, counts)
     order = [int(label) for label in np.argsort(counts)[::-1] if label != 0 and label not in outside]
     lung_like = _lung_like(labels, hu, order[:8], voxel_ml)
     largest = counts[lung_like[0]] if lung_like else 0
@@ -308,7 +311,8 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         packed = _upsample(4 * np.where(closing_added[coarse_box] | interior, local, np.uint8(0)) + near,
                            factor, shape)
         del near, interior
-        np.bitwise_and(packed, 3, out=inner, where=hu[box] < AIR_HU)
+        np.bitwise_and(packed, 3, out=inner)
+        inner *= (hu[box] < AIR_HU).view(np.uint8)  # lung where the full-resolution voxel is air
         dense_surface = np.right_shift(packed, 2, out=packed)
         del packed
         airways = _upsample_into(airways, factor, hu.shape, hu)
