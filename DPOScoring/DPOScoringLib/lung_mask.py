@@ -70,19 +70,24 @@ def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxel
     background[:, :n_r] = ~mask
     labels, n = cc3d.connected_components(background.reshape(n_k * (n_r + 1), n_c), connectivity=4, return_N=True)
     del background
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)  # the separator rows count as label 0 only
     labels = labels.reshape(n_k, n_r + 1, n_c)[:, :n_r]
-    fill = sizes <= max_hole_voxels
-    fill[0] = False  # the lung itself
+    not_hole = np.zeros(n + 1, dtype=bool)
+    not_hole[0] = True  # the lung itself
     for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
-        fill[edge] = False  # background reaching the slice border is no hole
+        not_hole[edge] = True  # background reaching the slice border is no hole
+    # the holes are a small part of the box: they alone are counted
+    enclosed = ~not_hole[labels]
+    enclosed_labels = labels[enclosed]
+    sizes = np.bincount(enclosed_labels, minlength=n + 1)
+    fill = ~not_hole & (sizes <= max_hole_voxels)
     big = fill & (sizes >= big_hole_voxels)
     kind = fill.astype(np.uint8) + big  # 0 not a hole to fill, 1 a hole, 2 a big hole
-    kinds = kind[labels]
-    filled = mask | (kinds == 1)
+    kinds = kind[enclosed_labels]
+    filled = mask.copy()
+    filled[enclosed] = kinds == 1
     # big holes in slice order: the slice below is complete (its own big holes decided) first
-    at = np.nonzero(kinds == 2)
-    del kinds
+    at = np.unravel_index(np.flatnonzero(enclosed)[kinds == 2], mask.shape)
+    del kinds, enclosed, enclosed_labels
     big_labels = labels[at]
     unique, first = np.unique(big_labels, return_index=True)
     for index in np.argsort(at[0][first], kind="stable"):
@@ -153,8 +158,8 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     if not airway_zone.any():
         airway_zone = np.zeros(hu.shape, dtype=bool)
     progress.step(0.6, "separating right and left lung")
-    parts = cc3d.connected_components(lungs_air, connectivity=6)
-    part_counts = np.bincount(parts.ravel())
+    parts, n_parts = cc3d.connected_components(lungs_air, connectivity=6, return_N=True)
+    part_counts = np.bincount(parts[lungs_air], minlength=n_parts + 1)  # label 0 (not lung air) not counted
     order = [label for label in np.argsort(part_counts)[::-1] if label != 0]
     big = [label for label in order[:3] if part_counts[label] >= MIN_LUNG_FRACTION * part_counts[order[0]]]
     result = np.zeros(hu.shape, dtype=np.uint8)
