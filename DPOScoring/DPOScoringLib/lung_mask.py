@@ -236,10 +236,16 @@ def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np
             joins = np.zeros(n_cysts + 1, dtype=bool)
             joins[cysts[(cysts > 0) & (outside <= CYST_REACH_MM)]] = True
             if joins.any():
-                local |= joins[cysts]
-                outside = edt.edt(~local, anisotropy=anisotropy, black_border=False, parallel=threads)
+                joined = joins[cysts]
+                local |= joined
+                # the distance to the lung with its cysts is the smaller of the distances to each; the
+                # cysts' own distance transform is needed only within the closing's reach of them
+                near = bounding_box(joined, np.ceil(PLEURAL_CLOSING_MM / np.array(anisotropy)).astype(int) + 1)
+                to_cysts = edt.edt(~joined[near], anisotropy=anisotropy, black_border=False, parallel=threads)
+                np.minimum(outside[near], to_cysts, out=outside[near])
+                del joined, to_cysts
         del cysts
-        grown = outside <= PLEURAL_CLOSING_MM
+        grown = outside <= PLEURAL_CLOSING_MM  # beyond the cysts' reach ``outside`` is the lung's distance alone
         del outside
         closed = edt.edt(grown, anisotropy=anisotropy, black_border=False, parallel=threads) > PLEURAL_CLOSING_MM
         target = labels[box]
