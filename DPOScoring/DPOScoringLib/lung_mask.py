@@ -355,9 +355,8 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         del dense_surface
     if zone_box is not None:
         result[zone_box][zone] = 0  # neither holes nor the lung's dense surface fill the airway zone
-    counts = [np.count_nonzero(inner == label) for label in (0, RIGHT_LABEL, LEFT_LABEL)]
-    volumes = {"right": round(float(counts[RIGHT_LABEL]) * voxel_ml, 1),
-               "left": round(float(counts[LEFT_LABEL]) * voxel_ml, 1)}
+    volumes = {"right": round(float(np.count_nonzero(inner == RIGHT_LABEL)) * voxel_ml, 1),
+               "left": round(float(np.count_nonzero(inner == LEFT_LABEL)) * voxel_ml, 1)}
     progress.step(1.0, "lungs ready")
     return LungMask(result, airways, volumes, warnings, carina)
 
