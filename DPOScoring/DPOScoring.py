@@ -1,6 +1,6 @@
 """DPOScoring: the 3D Slicer module (Slicer 5.8, 5.10 and 5.12; see Docs/slicer.md).
 
-The widget only wires GUI events to ``DPOScoringLib.mrml_module_logic`` (MRML, testable headless)
+The widget only wires GUI events to ``DPOScoringLib.mrml.mrml_module_logic`` (MRML, testable headless)
 and to the ``dpo-score`` command line run in a background process (lobes, detection: progress
 shown, Cancel ends it); every scoring rule lives in ``DPOScoringLib``.
 """
@@ -27,9 +27,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from DPOScoringLib.lobes import LOBES
-from DPOScoringLib.mrml_logic import BONE_WINDOW, LUNG_WINDOW
-from DPOScoringLib.mrml_module_logic import (
+from DPOScoringLib.common.anatomy import LOBES
+from DPOScoringLib.mrml.mrml_logic import BONE_WINDOW, LUNG_WINDOW
+from DPOScoringLib.mrml.mrml_module_logic import (
     ASSESSMENT_COLUMNS,
     CHECKBOX_COLUMNS,
     WORKER_BOOT,
@@ -37,8 +37,8 @@ from DPOScoringLib.mrml_module_logic import (
     has_value,
     parse_worker_line,
 )
-from DPOScoringLib.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
-from DPOScoringLib.reading import BACKGROUNDS, KINDS
+from DPOScoringLib.rules.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
+from DPOScoringLib.rules.reading import BACKGROUNDS, KINDS
 
 LOBE_METHODS = ["fissures", "lungmask", "import"]
 KIND_LABELS = {**{kind: kind.replace("_", " ") for kind in KINDS}, "granuloma": "suspected granuloma"}
@@ -576,7 +576,7 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
 
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)
-        from DPOScoringLib.lobe_pipeline import compute_lobes
+        from DPOScoringLib.lobes.lobe_pipeline import compute_lobes
 
         volume = SampleData.downloadSample("CTChest")
         self.assertIsNotNone(volume, "Slicer's sample chest CT could not be downloaded")
@@ -588,10 +588,10 @@ class DPOScoringTest(ScriptedLoadableModuleTest):
         """As the widget does it: the CLI's files read back by Slicer's storage nodes."""
         logic = DPOScoringLogic()
         logic.ensureDependencies(testing=True)  # scikit-image, cc3d, edt are not in a fresh Slicer
-        from DPOScoringLib.cli import main
-        from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
-        from DPOScoringLib.reading import parse_reading
-        from DPOScoringLib.scoring import score_reading
+        from DPOScoringLib.cli.main import main
+        from DPOScoringLib.rules.reading import parse_reading
+        from DPOScoringLib.rules.scoring import score_reading
+        from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, write_phantom
 
         folder = logic.newWorkFolder()
         try:

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from DPOScoringLib.batch import run_batch
-from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
+from DPOScoringLib.audit.batch import run_batch
+from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, write_phantom
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

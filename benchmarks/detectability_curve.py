@@ -36,8 +36,8 @@ PEAK_BINS = [(-1000, 0), (0, 150), (150, 300), (300, 450), (450, 700), (700, 400
 def measure(slice_mm: float, n_po: int, seed: int, work: Path) -> list[dict]:
     from scipy.optimize import linear_sum_assignment
 
-    from DPOScoringLib.phantom import PhantomSpec, generate_phantom, truth_reach_mm, write_phantom
-    from DPOScoringLib.pipeline import run_detection
+    from DPOScoringLib.detection.pipeline import run_detection
+    from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, truth_reach_mm, write_phantom
 
     spec = PhantomSpec.fibrosis_preset((0.8, 0.8, slice_mm), seed=seed, n_po=n_po, po_diameter_mm=(1.0, 4.0),
                                        po_density_hu=(400.0, 1600.0), n_po_clusters=max(2, n_po // 12))

@@ -25,7 +25,7 @@ from run_benchmarks import timed
 
 
 def synthetic_case(shape=(400, 512, 512), spacing=(0.7, 0.7, 0.8)):
-    from DPOScoringLib.ct_image import Geometry
+    from DPOScoringLib.ct.ct_image import Geometry
 
     nk, nj, ni = shape
     origin = (-ni * spacing[0] / 2, -nj * spacing[1] / 2, -nk * spacing[2] / 2)
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
 
-    from DPOScoringLib.fissures import assign_lobes, default_points, update_lobes
+    from DPOScoringLib.lobes.fissures import assign_lobes, default_points, update_lobes
 
     image, lungs, geometry = synthetic_case()
     points = default_points(lungs, geometry)
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     assert np.array_equal(local, full), "the local update must equal the full recompute"
 
     try:
-        from DPOScoringLib.mrml_logic import DPOScoringMRMLLogic, create_headless_scene
+        from DPOScoringLib.mrml.mrml_logic import DPOScoringMRMLLogic, create_headless_scene
     except ImportError as error:  # slicer-core not installed: core timings only
         results["mrml"] = f"not measured ({error})"
     else:

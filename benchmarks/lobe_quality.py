@@ -31,11 +31,11 @@ def dice_per_lobe(a, b):
 
 
 def real_ct(figures: Path | None) -> dict:
-    from DPOScoringLib.ct_image import load_ct
-    from DPOScoringLib.fissure_evaluation import load_annotation, summarise
-    from DPOScoringLib.fissure_fit import fissures_from_image
-    from DPOScoringLib.fissures import default_points
-    from DPOScoringLib.lung_mask import segment_lungs
+    from DPOScoringLib.ct.ct_image import load_ct
+    from DPOScoringLib.ct.lung_mask import segment_lungs
+    from DPOScoringLib.lobes.fissure_evaluation import load_annotation, summarise
+    from DPOScoringLib.lobes.fissure_fit import fissures_from_image
+    from DPOScoringLib.lobes.fissures import default_points
 
     path = SHARED / "chest-ct-thorax-2mm.nii.gz"
     if not path.is_file():
@@ -58,7 +58,7 @@ def _real_figure(ct, template, fitted, annotation, out: Path):
     import matplotlib.pyplot as plt
     from scipy import ndimage
 
-    from DPOScoringLib.fissures import FissureSurface
+    from DPOScoringLib.lobes.fissures import FissureSurface
 
     g = ct.geometry
     planes = (-120.0, -90.0, 90.0, 115.0)
@@ -88,9 +88,9 @@ def _real_figure(ct, template, fitted, annotation, out: Path):
 
 
 def phantoms(seeds, figures: Path | None) -> dict:
-    from DPOScoringLib.fissure_fit import fissures_from_image
-    from DPOScoringLib.fissures import assign_lobes, default_points
-    from DPOScoringLib.phantom_fissures import FissurePhantomSpec, generate_fissure_phantom
+    from DPOScoringLib.lobes.fissure_fit import fissures_from_image
+    from DPOScoringLib.lobes.fissures import assign_lobes, default_points
+    from DPOScoringLib.synthetic.phantom_fissures import FissurePhantomSpec, generate_fissure_phantom
 
     result = {}
     for seed in seeds:
@@ -111,7 +111,7 @@ def _phantom_figure(phantom, template, fitted, out: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from DPOScoringLib.fissures import FissureSurface
+    from DPOScoringLib.lobes.fissures import FissureSurface
 
     g = phantom.geometry
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), dpi=60)

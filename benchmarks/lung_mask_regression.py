@@ -35,8 +35,8 @@ DETECT_CASES = ("fibrosis-2mm",)  # phantoms on which the detect path runs too (
 def phantom_cases(folder: Path) -> dict:
     """Write the phantoms once (this checkout's generator) and return name -> CT path."""
     sys.path.insert(0, str(REPO / "DPOScoring"))
-    from DPOScoringLib.phantom import PHANTOM_FILES, PhantomSpec, generate_phantom, write_phantom
-    from DPOScoringLib.phantom_scanner import SCANNER_VARIANTS
+    from DPOScoringLib.synthetic.phantom import PHANTOM_FILES, PhantomSpec, generate_phantom, write_phantom
+    from DPOScoringLib.synthetic.phantom_scanner import SCANNER_VARIANTS
 
     specs = {f"variant-{name}": PhantomSpec.fibrosis_preset((0.8, 0.8, 2.0), n_po=12, n_po_clusters=1, **options)
              for name, options in SCANNER_VARIANTS.items()}
@@ -53,9 +53,9 @@ def phantom_cases(folder: Path) -> dict:
 
 def worker(cases: dict, out: Path) -> None:
     """Run in a process whose PYTHONPATH holds the version under test."""
-    from DPOScoringLib.ct_image import load_ct
-    from DPOScoringLib.lung_mask import segment_lungs
-    from DPOScoringLib.pipeline import detect_on_ct
+    from DPOScoringLib.ct.ct_image import load_ct
+    from DPOScoringLib.ct.lung_mask import segment_lungs
+    from DPOScoringLib.detection.pipeline import detect_on_ct
 
     out.mkdir(parents=True, exist_ok=True)
     summary = {}

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import vtk
 
-from DPOScoringLib.mrml_logic import DPOScoringMRMLLogic, create_headless_scene
+from DPOScoringLib.mrml.mrml_logic import DPOScoringMRMLLogic, create_headless_scene
 
 LOBES = ("RUL", "RML", "RLL", "LUL", "LING", "LLL")
 

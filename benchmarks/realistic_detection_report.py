@@ -1,7 +1,7 @@
 """What the whole pipeline does on the realistic phantoms (issue 9), as numbers for the docs.
 
 On the fibrosis phantom at 1 mm and 2 mm slices (the same specs and seeds as the tests in
-Testing/Python/test_detection_realistic.py): the share of POs found as nodular candidates,
+Testing/Python/detection/test_detection_realistic.py): the share of POs found as nodular candidates,
 overall and by kind of site (pleural, in fibrosis, beside a cyst, in a cluster), large calcified
 nodules, the dendriform tree, and the false candidates with what they were. On the scanner
 variants: lung Dice per side against the truth and voxels of the mask far from any lung. On the
@@ -24,13 +24,13 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from DPOScoringLib.ct_image import load_ct
-from DPOScoringLib.label_maps import LUNG_VALUES, load_label_map
-from DPOScoringLib.lobe_pipeline import compute_lobes
-from DPOScoringLib.lung_mask import segment_lungs
-from DPOScoringLib.phantom import PhantomSpec, generate_phantom, matches_truth, truth_reach_mm, write_phantom
-from DPOScoringLib.phantom_scanner import SCANNER_VARIANTS as VARIANTS
-from DPOScoringLib.pipeline import detect_on_ct, run_detection
+from DPOScoringLib.ct.ct_image import load_ct
+from DPOScoringLib.ct.label_maps import LUNG_VALUES, load_label_map
+from DPOScoringLib.ct.lung_mask import segment_lungs
+from DPOScoringLib.detection.pipeline import detect_on_ct, run_detection
+from DPOScoringLib.lobes.lobe_pipeline import compute_lobes
+from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, matches_truth, truth_reach_mm, write_phantom
+from DPOScoringLib.synthetic.phantom_scanner import SCANNER_VARIANTS as VARIANTS
 
 FIBROSIS = {"1 mm": ((0.8, 0.8, 1.0), 11), "2 mm": ((0.8, 0.8, 2.0), 12)}
 def assignment(findings, candidates) -> dict:

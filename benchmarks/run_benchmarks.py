@@ -37,12 +37,12 @@ import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 import DPOScoringLib  # noqa: E402
-from DPOScoringLib.candidates import detect_candidates  # noqa: E402
-from DPOScoringLib.ct_image import check_ct_image  # noqa: E402
-from DPOScoringLib.fissures import assign_lobes, default_points  # noqa: E402
-from DPOScoringLib.lung_mask import segment_lungs  # noqa: E402
-from DPOScoringLib.phantom import PHANTOM_FILES, PhantomSpec, generate_phantom, write_phantom  # noqa: E402
-from DPOScoringLib.pipeline import detect_on_ct  # noqa: E402
+from DPOScoringLib.ct.ct_image import check_ct_image  # noqa: E402
+from DPOScoringLib.ct.lung_mask import segment_lungs  # noqa: E402
+from DPOScoringLib.detection.candidates import detect_candidates  # noqa: E402
+from DPOScoringLib.detection.pipeline import detect_on_ct  # noqa: E402
+from DPOScoringLib.lobes.fissures import assign_lobes, default_points  # noqa: E402
+from DPOScoringLib.synthetic.phantom import PHANTOM_FILES, PhantomSpec, generate_phantom, write_phantom  # noqa: E402
 
 
 def timed(function, repeat: int):

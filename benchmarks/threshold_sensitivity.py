@@ -15,10 +15,10 @@ from dataclasses import replace
 import numpy as np
 import SimpleITK as sitk
 
-from DPOScoringLib.airways import track_airways
-from DPOScoringLib.candidates import DetectionParams, detect_candidates
-from DPOScoringLib.ct_image import check_ct_image
-from DPOScoringLib.phantom import PhantomSpec, generate_phantom, truth_reach_mm
+from DPOScoringLib.ct.airways import track_airways
+from DPOScoringLib.ct.ct_image import check_ct_image
+from DPOScoringLib.detection.candidates import DetectionParams, detect_candidates
+from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, truth_reach_mm
 
 
 def evaluate(ct, lungs, lobes, airways, truth, params):

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from DPOScoringLib import cli
+from DPOScoringLib.cli import main as cli
 
 PROGRESS_LINE = re.compile(r"^\[\s*\d+%\] ")
 

@@ -4,6 +4,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+# tests live in sub-folders by package (rules/, ct/, detection/, ...); each folder is on sys.path, as
+# pytest's default import mode puts it, so a test may import a helper from another test by its name
+# (test file names are unique across the folders: test_extension_layout checks it)
+sys.path[1:1] = sorted({str(p.parent) for p in HERE.glob("*/test_*.py")})
 REPO = HERE.parents[1]
 # Test the checkout the tests live in (also in subprocesses), whatever copy is installed in the venv.
 sys.path.insert(0, str(REPO / "DPOScoring"))
@@ -15,7 +19,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from DPOScoringLib.phantom import truth_reach_mm  # noqa: E402
+from DPOScoringLib.synthetic.phantom import truth_reach_mm  # noqa: E402
 
 REAL_CT = SHARED_DATA / "chest-ct-thorax-2mm.nii.gz"
 REAL_CROP = SHARED_DATA / "chest-ct-right-lung-crop.mha"
@@ -32,10 +36,10 @@ class PhantomCase:
     the CT, lobes from the weight-free fissure method, never from the truth), and helpers."""
 
     def __init__(self, folder: Path, spec, contrast: str = "auto"):
-        from DPOScoringLib.ct_image import load_ct
-        from DPOScoringLib.lobe_pipeline import compute_lobes
-        from DPOScoringLib.phantom import generate_phantom, write_phantom
-        from DPOScoringLib.pipeline import detect_on_ct
+        from DPOScoringLib.ct.ct_image import load_ct
+        from DPOScoringLib.detection.pipeline import detect_on_ct
+        from DPOScoringLib.lobes.lobe_pipeline import compute_lobes
+        from DPOScoringLib.synthetic.phantom import generate_phantom, write_phantom
 
         self.spec = spec
         self.paths = write_phantom(generate_phantom(spec), folder)
@@ -78,28 +82,28 @@ class PhantomCase:
 
     def false_candidates(self):
         """Candidates within reach of no truth finding at all."""
-        from DPOScoringLib.phantom import matches_truth
+        from DPOScoringLib.synthetic.phantom import matches_truth
 
         return [c for c in self.candidates if not any(matches_truth(f, c.lps) for f in self.truth["findings"])]
 
 
 @pytest.fixture(scope="session")
 def phantom_1mm(tmp_path_factory):
-    from DPOScoringLib.phantom import PhantomSpec
+    from DPOScoringLib.synthetic.phantom import PhantomSpec
 
     return PhantomCase(tmp_path_factory.mktemp("phantom_1mm"), PhantomSpec(spacing=(0.8, 0.8, 1.0), seed=1))
 
 
 @pytest.fixture(scope="session")
 def phantom_2mm(tmp_path_factory):
-    from DPOScoringLib.phantom import PhantomSpec
+    from DPOScoringLib.synthetic.phantom import PhantomSpec
 
     return PhantomCase(tmp_path_factory.mktemp("phantom_2mm"), PhantomSpec(spacing=(0.8, 0.8, 2.0), seed=2))
 
 
 @pytest.fixture(scope="session")
 def phantom_contrast(tmp_path_factory):
-    from DPOScoringLib.phantom import PhantomSpec
+    from DPOScoringLib.synthetic.phantom import PhantomSpec
 
     return PhantomCase(tmp_path_factory.mktemp("phantom_contrast"),
                        PhantomSpec(spacing=(0.8, 0.8, 1.0), seed=1, contrast=True))
@@ -107,27 +111,27 @@ def phantom_contrast(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fibrosis_1mm(tmp_path_factory):
-    from DPOScoringLib.phantom import PhantomSpec
+    from DPOScoringLib.synthetic.phantom import PhantomSpec
 
     return PhantomCase(tmp_path_factory.mktemp("fibrosis_1mm"), PhantomSpec.fibrosis_preset((0.8, 0.8, 1.0), seed=11))
 
 
 @pytest.fixture(scope="session")
 def fibrosis_2mm(tmp_path_factory):
-    from DPOScoringLib.phantom import PhantomSpec
+    from DPOScoringLib.synthetic.phantom import PhantomSpec
 
     return PhantomCase(tmp_path_factory.mktemp("fibrosis_2mm"), PhantomSpec.fibrosis_preset((0.8, 0.8, 2.0), seed=12))
 
 
 # Scanner and anatomy variants for the lung mask (written once per session, no detection run):
 # all carry noisy outside air with streaks, a table and scan-circle padding (fibrosis_preset).
-from DPOScoringLib.phantom_scanner import SCANNER_VARIANTS as VARIANTS  # noqa: E402
+from DPOScoringLib.synthetic.phantom_scanner import SCANNER_VARIANTS as VARIANTS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def phantom_variant(tmp_path_factory):
     """``phantom_variant(name)``: the paths of that variant's phantom (2 mm slices), cached."""
-    from DPOScoringLib.phantom import PhantomSpec, generate_phantom, write_phantom
+    from DPOScoringLib.synthetic.phantom import PhantomSpec, generate_phantom, write_phantom
 
     cache = {}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from DPOScoringLib.reading import READING_SCHEMA, parse_reading
+from DPOScoringLib.rules.reading import READING_SCHEMA, parse_reading
 
 
 def nodules(lobe: str, n: int, status: str = "confirmed", **extra) -> list[dict]:

@@ -1,0 +1,1 @@
+"""The `dpo-score` command line and its demo."""

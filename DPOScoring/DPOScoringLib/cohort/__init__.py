@@ -1,0 +1,1 @@
+"""Statistics over a cohort table (`dpo-score cohort`)."""

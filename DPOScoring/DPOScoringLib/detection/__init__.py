@@ -1,0 +1,1 @@
+"""Ossification candidates: detector, measurements, pleura geometry, reader points, files, runs."""

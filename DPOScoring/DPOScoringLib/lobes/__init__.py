@@ -1,0 +1,1 @@
+"""Lobe segmentation: fissures (weight-free), lingula split, lungmask backend, lobe files."""

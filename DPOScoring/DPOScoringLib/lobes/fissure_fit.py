@@ -1,0 +1,296 @@
+"""The four fissure surfaces fitted to the image's fissure evidence, starting from the template.
+
+Each surface is a height field z = f(x, y) (LPS mm) on a grid of ``CELL_MM`` cells over its lung.
+Starting from the template (``fissure_template.py``), coarse to fine (``WINDOWS_MM``):
+
+1. evidence points (``fissure_enhancement.py``) of the fissure's lung that lie within the window
+   of the current surface (distance along the surface normal) and whose sheet normal is within
+   ``MAX_ANGLE_DEG`` of the surface's normal are gathered per cell; a cell with at least
+   ``MIN_CELL_POINTS`` of them is supported, its height the strength-weighted median;
+2. the heights are turned into a smooth offset from the template by normalised convolution
+   (Knutsson & Westin 1993): offset = G * (w d) / (G * w + e), Gaussian ``SMOOTH_MM``, so the
+   surface follows the evidence where there is some and returns to the template, moved by the
+   median offset of the whole fissure, where there is none (incomplete or invisible fissures);
+3. cells that disagree with the smooth offset by more than half the window are dropped (vessels
+   crossing the window) and the offset is recomputed.
+
+A fissure whose evidence supports fewer than ``MIN_SUPPORTED_SHARE`` of its cells while fitting,
+or whose fitted surface ends up supported over less than ``MIN_CONFIDENCE`` of its area (10 %; on
+the real thorax CT vessel fragments alone support up to ~9 % of a surface), keeps the
+template (``fallback``). The confidence of a fissure is the share of its surface inside the lung
+with evidence within ``SUPPORT_MM`` of it: what share of the computed boundary was seen.
+The right horizontal fissure is fitted after the right oblique, without the evidence near the
+oblique (likewise the lingular boundary after the left oblique).
+
+The fitted surface is handed on as control points (an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid) that
+the reader can move like any others (``fissures.assign_lobes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..common.progress import Progress, ensure_progress
+from .fissure_enhancement import FissureEvidence
+from .fissures import FISSURE_LUNG, FISSURE_NAMES, FISSURES, FissureSurface
+
+CELL_MM = 4.0
+WINDOWS_MM = (40.0, 40.0, 20.0, 8.0)
+SMOOTH_MM = (16.0, 16.0, 10.0, 7.0)
+ANGLES_DEG = (90.0, 90.0, 45.0, 30.0)
+INCLINATIONS_DEG = tuple(range(15, 76, 5))
+OFFSETS_MM = tuple(range(-40, 41, 4))
+FLAT_FIRST_WINDOW_MM = 60.0  # the horizontal fissure's height varies most between people
+MAX_ANGLE_DEG = 30.0
+OBLIQUE_MAX_NX = 0.6
+OBLIQUE_MIN_NY = 0.35  # tilted >= ~20 degrees from the axial plane
+HORIZONTAL_MIN_NZ = 0.9
+MIN_CELL_POINTS = 2
+SUPPORT_MM = 3.0
+MIN_SUPPORTED_SHARE = 0.08
+EXCLUDE_NEAR_MM = 5.0
+OUTPUT_GRID = 6
+MIN_CONFIDENCE = 0.10
+LOW_CONFIDENCE = 0.25
+
+
+@dataclass
+class FissureFit:
+    name: str
+    points: np.ndarray
+    confidence: float
+    supported_cells: int
+    cells: int
+    fallback: bool
+    median_shift_mm: float
+
+    def as_dict(self) -> dict:
+        return {"name": FISSURE_NAMES[self.name], "confidence": round(self.confidence, 3),
+                "supported_cells": self.supported_cells, "cells": self.cells,
+                "source": "template (too little evidence)" if self.fallback else "fitted to image evidence",
+                "median_shift_from_template_mm": round(self.median_shift_mm, 1)}
+
+
+class _Grid:
+    """Cells over one lung's (x, y) extent with the lung's lowest and highest z in each."""
+
+    def __init__(self, lungs: np.ndarray, label: int, geometry):
+        spacing = np.array(geometry.spacing, dtype=float)
+        origin = np.array(geometry.origin, dtype=float)
+        step = np.maximum(np.round(CELL_MM / spacing[:2]).astype(int), 1)
+        lung = lungs[:, ::step[1], ::step[0]] == label
+        present = lung.any(axis=0)
+        nk = lung.shape[0]
+        low = origin[2] + np.argmax(lung, axis=0) * spacing[2]
+        high = origin[2] + (nk - 1 - np.argmax(lung[::-1], axis=0)) * spacing[2]
+        self.x = origin[0] + np.arange(lung.shape[2]) * step[0] * spacing[0]
+        self.y = origin[1] + np.arange(lung.shape[1]) * step[1] * spacing[1]
+        self.dx, self.dy = step[0] * spacing[0], step[1] * spacing[1]
+        self.present, self.low, self.high = present, low, high
+        self.yy, self.xx = np.meshgrid(self.y, self.x, indexing="ij")
+
+    def index(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional (row, column) of points."""
+        return (y - self.y[0]) / self.dy, (x - self.x[0]) / self.dx
+
+    def sample(self, field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r, c = self.index(x, y)
+        return ndimage.map_coordinates(field, [r, c], order=1, mode="nearest")
+
+
+def _gaussian(field: np.ndarray, grid: _Grid, sigma_mm: float) -> np.ndarray:
+    return ndimage.gaussian_filter(field, (sigma_mm / grid.dy, sigma_mm / grid.dx), mode="nearest")
+
+
+def _per_cell(grid: _Grid, x, y, z, weight):
+    """Strength-weighted median z and point count per cell."""
+    rows = np.clip(np.round((y - grid.y[0]) / grid.dy).astype(int), 0, len(grid.y) - 1)
+    cols = np.clip(np.round((x - grid.x[0]) / grid.dx).astype(int), 0, len(grid.x) - 1)
+    flat = rows * len(grid.x) + cols
+    heights = np.full(grid.present.shape, np.nan)
+    counts = np.bincount(flat, minlength=heights.size).reshape(heights.shape)
+    order = np.lexsort((z, flat))
+    flat, z, weight = flat[order], z[order], weight[order]
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    ends = np.r_[starts[1:], len(flat)]
+    for start, end in zip(starts, ends):
+        if end - start < MIN_CELL_POINTS:
+            continue
+        cumulative = np.cumsum(weight[start:end])
+        heights.flat[flat[start]] = z[start + int(np.searchsorted(cumulative, cumulative[-1] / 2.0))]
+    return heights, counts
+
+
+def _normals_and_distance(grid: _Grid, surface: np.ndarray, evidence: FissureEvidence):
+    gy, gx = np.gradient(surface, grid.dy, grid.dx)
+    x, y, z = evidence.points.T
+    sx, sy = grid.sample(gx, x, y), grid.sample(gy, x, y)
+    norm = np.sqrt(1.0 + sx ** 2 + sy ** 2)
+    distance = (z - grid.sample(surface, x, y)) / norm
+    cosine = np.abs(-sx * evidence.normals[:, 0] - sy * evidence.normals[:, 1] + evidence.normals[:, 2]) / norm
+    return distance, cosine
+
+
+def orientation_ok(name: str, normals: np.ndarray) -> np.ndarray:
+    """Sheets oriented like the fissure: an oblique fissure faces forward and up (its normal mostly
+    anterior-posterior or vertical, little left-right); a horizontal fissure or lingular boundary
+    faces up."""
+    if name in ("RO", "LO"):
+        return (np.abs(normals[:, 0]) <= OBLIQUE_MAX_NX) & (np.abs(normals[:, 1]) >= OBLIQUE_MIN_NY)
+    return np.abs(normals[:, 2]) >= HORIZONTAL_MIN_NZ
+
+
+def best_inclination(template: np.ndarray, evidence: FissureEvidence) -> tuple[np.ndarray, float] | None:
+    """An oblique fissure's inclination varies most between people and is the template's least
+    known parameter: planes through the template's centre tilted ``INCLINATIONS_DEG`` and moved
+    ``OFFSETS_MM`` up or down are scored by the evidence lying on them (within ``SUPPORT_MM``, normal
+    within ``MAX_ANGLE_DEG``); the best plane, as control points, if it beats the template's own."""
+    if len(evidence) == 0:
+        return None
+    pts = np.asarray(template, dtype=float)
+    centre = pts.mean(axis=0)
+    x, y, z = evidence.points.T
+    best, best_score = None, 0.0
+    template_slope = np.polyfit(pts[:, 1], pts[:, 2], 1)[0]
+    for slope in [template_slope] + [np.tan(np.radians(a)) for a in INCLINATIONS_DEG]:
+        norm = np.sqrt(1.0 + slope ** 2)
+        cosine = np.abs(evidence.normals[:, 2] - slope * evidence.normals[:, 1]) / norm
+        aligned = cosine >= np.cos(np.radians(MAX_ANGLE_DEG))
+        residual = ((z - centre[2] - slope * (y - centre[1])) / norm)[aligned]
+        strength = evidence.strength[aligned]
+        for offset in OFFSETS_MM:
+            score = float(strength[np.abs(residual - offset / norm) < SUPPORT_MM].sum())
+            if best is None or score > best_score:
+                best, best_score = (slope, offset), score
+    slope, offset = best
+    if slope == template_slope and offset == 0.0:
+        return None
+    plane = pts.copy()
+    plane[:, 2] = centre[2] + offset + slope * (pts[:, 1] - centre[1])
+    return plane, float(np.degrees(np.arctan(slope)))
+
+
+def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid: _Grid) -> FissureFit:
+    evidence = evidence.subset(orientation_ok(name, evidence.normals))
+    template = np.asarray(template, dtype=float)
+    start = template
+    if name in ("RO", "LO"):
+        found = best_inclination(template, evidence)
+        if found is not None:
+            start = found[0]
+    base = FissureSurface(name, start).height(grid.xx, grid.yy)
+    inside = grid.present & (base > grid.low) & (base < grid.high)
+    surface = base.copy()
+    cos_max = np.cos(np.radians(MAX_ANGLE_DEG))
+    shift = 0.0
+    fallback = True
+    windows = WINDOWS_MM if name in ("RO", "LO") else (FLAT_FIRST_WINDOW_MM,) + WINDOWS_MM[1:]
+    for window, smooth, angle in zip(windows, SMOOTH_MM, ANGLES_DEG):
+        if len(evidence) == 0:
+            break
+        distance, cosine = _normals_and_distance(grid, surface, evidence)
+        near = (np.abs(distance) < window) & (cosine >= np.cos(np.radians(angle)))
+        x, y, z = evidence.points[near].T
+        heights, _ = _per_cell(grid, x, y, z, evidence.strength[near])
+        valid = np.isfinite(heights) & grid.present
+        if valid.sum() < max(MIN_SUPPORTED_SHARE * max(inside.sum(), 1), 4):
+            break
+        offset_cells = np.where(valid, heights - base, 0.0)
+        for _ in range(2):
+            weight = valid.astype(float)
+            shift = float(np.median(offset_cells[valid]))
+            numerator = _gaussian(weight * offset_cells, grid, smooth)
+            denominator = _gaussian(weight, grid, smooth)
+            epsilon = 0.02
+            offset = (numerator + epsilon * shift) / (denominator + epsilon)
+            agree = np.abs(offset_cells - offset) <= window / 2.0
+            if (valid & ~agree).sum() == 0:
+                break
+            valid &= agree
+            if valid.sum() < 4:
+                break
+        surface = base + offset
+        fallback = False
+    distance, cosine = _normals_and_distance(grid, surface, evidence) if len(evidence) else (np.zeros(0),) * 2
+    close = (np.abs(distance) < SUPPORT_MM) & (cosine >= cos_max)
+    on_surface = grid.present & (surface > grid.low) & (surface < grid.high)
+    if close.any():
+        _, counts = _per_cell(grid, *evidence.points[close].T[:2], evidence.points[close, 2],
+                              evidence.strength[close])
+        supported = int((on_surface & (counts >= MIN_CELL_POINTS)).sum())
+    else:
+        supported = 0
+    cells = int(on_surface.sum())
+    confidence = supported / cells if cells else 0.0
+    if confidence < MIN_CONFIDENCE:
+        fallback = True  # what was fitted is not the fissure seen: the template is the better guess
+    if fallback:
+        surface = FissureSurface(name, template).height(grid.xx, grid.yy)
+    xs = grid.x[grid.present.any(axis=0)]
+    ys = grid.y[grid.present.any(axis=1)]
+    gx, gy = np.meshgrid(np.linspace(xs.min(), xs.max(), OUTPUT_GRID), np.linspace(ys.min(), ys.max(), OUTPUT_GRID))
+    gz = grid.sample(surface, gx.ravel(), gy.ravel())
+    points = np.stack([gx.ravel(), gy.ravel(), gz], axis=1)
+    return FissureFit(name, points, confidence, supported, cells, fallback, 0.0 if fallback else shift)
+
+
+def fit_fissures(lungs: np.ndarray, geometry, template: dict, evidence: FissureEvidence,
+                 progress: Progress | None = None) -> dict[str, FissureFit]:
+    """Fitted surfaces (as control points) for every fissure of ``template``."""
+    progress = ensure_progress(progress)
+    fits = {}
+    grids = {}
+    for n, name in enumerate(FISSURES):
+        if name not in template:
+            continue
+        progress.step(n / len(FISSURES), f"fitting the {FISSURE_NAMES[name]} to the image")
+        label = FISSURE_LUNG[name]
+        if label not in grids:
+            grids[label] = _Grid(lungs, label, geometry)
+        own = evidence.subset(evidence.lung == label)
+        if name in ("RH", "LG"):
+            oblique = fits.get("RO" if name == "RH" else "LO")
+            if oblique is not None and len(own):
+                grid = grids[label]
+                obl = FissureSurface("o", oblique.points).height(grid.xx, grid.yy)
+                distance, _ = _normals_and_distance(grid, obl, own)
+                own = own.subset(np.abs(distance) > EXCLUDE_NEAR_MM)
+        fits[name] = fit_fissure(name, template[name], own, grids[label])
+    progress.step(1.0, "fissures fitted")
+    return fits
+
+
+def confidence_warnings(fits: dict[str, FissureFit]) -> list[str]:
+    warnings = []
+    for name, fit in fits.items():
+        if fit.fallback:
+            warnings.append(f"{FISSURE_NAMES[name]}: too little evidence in the image; the template was kept "
+                            "(check it and move its points)")
+        elif fit.confidence < LOW_CONFIDENCE:
+            warnings.append(f"{FISSURE_NAMES[name]}: only {fit.confidence:.0%} of it is supported by the image; "
+                            "check it")
+    return warnings
+
+
+def fissures_from_image(hu: np.ndarray, lungs: np.ndarray, geometry, carina_slice: int | None = None,
+                        progress: Progress | None = None) -> tuple[dict, dict, list[str]]:
+    """(control points per fissure, provenance, warnings) for the weight-free method: landmarks
+    and template, fissure evidence, fitted surfaces."""
+    from .fissure_enhancement import find_fissure_evidence
+    from .fissure_template import find_landmarks, template_points
+
+    progress = ensure_progress(progress)
+    progress.step(0.0, "finding landmarks (carina, lung extents, domes)")
+    landmarks = find_landmarks(lungs, geometry, hu, carina_slice)
+    template = template_points(landmarks)
+    evidence = find_fissure_evidence(hu, lungs, geometry, progress.sub(0.05, 0.85))
+    fits = fit_fissures(lungs, geometry, template, evidence, progress.sub(0.85, 1.0))
+    points = {name: fit.points for name, fit in fits.items()}
+    provenance = {"method": "fissures",
+                  "points": "fitted to fissure evidence in the image; template from landmarks as start and fallback",
+                  "fissures": {name: fit.as_dict() for name, fit in fits.items()},
+                  "landmarks": landmarks.as_dict(), "evidence_points": int(len(evidence))}
+    return points, provenance, list(landmarks.warnings) + confidence_warnings(fits)

@@ -1,0 +1,1 @@
+"""The Slicer layer: MRML logic (imports slicer and vtk, never qt)."""

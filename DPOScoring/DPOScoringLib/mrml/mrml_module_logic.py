@@ -1,0 +1,228 @@
+"""What the module's logic does with the parameter node (CT, lobes, candidates, tables, policy),
+without the GUI: ``DPOScoring.DPOScoringLogic`` adds only Slicer's ``ScriptedLoadableModuleLogic``.
+
+Everything here runs headless over the real MRML library (slicer-core), so the module's flow is
+tested through files as Slicer does it (``Testing/Python/mrml/test_slicer_module_flow.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..common.errors import DPOInputError
+from ..rules.policy import ScoringPolicy
+from .mrml_logic import DPOScoringMRMLLogic
+from .mrml_workspace import export_volume, new_work_folder, remove_all_work_folders, remove_work_folder
+
+RESOURCES = Path(__file__).resolve().parents[2] / "Resources"
+LUNGMASK_REQUIREMENT = "lungmask==0.2.22"
+ASSESSMENT_COLUMNS = ("dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
+                      "consolidation", "overall", "extent_over_half")  # the per-lobe table's columns
+CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")
+# The background process (``PythonSlicer -c WORKER_BOOT ARGUMENTS``) reports its own PID first:
+# PythonSlicer is a launcher and the computing python-real is its child, which Cancel must end
+# (killing the launcher alone leaves it running).
+WORKER_BOOT = ("import os, sys; sys.stderr.write('[pid %d]\\n' % os.getpid()); sys.stderr.flush(); "
+               "from DPOScoringLib.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+
+def parse_worker_line(line: str) -> tuple:
+    """One stderr line of the background process: ("pid", PID, ""), ("progress", percent, text),
+    ("message", None, line) or (None, None, "") for blank lines."""
+    if line.startswith("[pid ") and line.rstrip().endswith("]") and line[5:].strip(" ]\n").isdigit():
+        return "pid", int(line[5:].strip(" ]\n")), ""
+    if line.startswith("[") and "%]" in line and line[1:line.index("%]")].strip().isdigit():
+        return "progress", int(line[1:line.index("%]")]), line[line.index("%]") + 2:].strip()
+    return ("message", None, line) if line.strip() else (None, None, "")
+
+
+def has_value(path) -> bool:
+    """A parameter node path that was really set (an empty one reads back as ``.``)."""
+    return bool(path) and str(path) not in ("", ".")
+
+
+class ModuleLogic:
+    def __init__(self, scene=None, segmentations_logic=None) -> None:
+        # ScriptedLoadableModuleLogic.__init__ calls super().__init__() without arguments (5.8-5.12):
+        # DPOScoringLogic then calls this again with the scene.
+        if scene is not None:
+            self.mrml = DPOScoringMRMLLogic(scene, segmentations_logic)
+
+    @staticmethod
+    def policyFrom(parameterNode) -> ScoringPolicy:
+        return ScoringPolicy(def1=parameterNode.def1, def2=parameterNode.def2,
+                             dendriform_nodules=parameterNode.dendriformNodules)
+
+    # --- dependencies ----------------------------------------------------------------------
+    def ensureDependencies(self, testing: bool = False, slicer_module=None) -> str | None:
+        """scikit-image, cc3d and edt into Slicer's Python (5.8-5.12), with the user's consent."""
+        from .slicer_dependencies import ensure, requirement_lines
+
+        folder = new_work_folder(prefix="dpo-pip-")
+        try:
+            return ensure(requirement_lines(RESOURCES / "requirements.txt"), "DPO Scoring", folder,
+                          RESOURCES / "constraints.txt", slicer_module, testing)
+        finally:
+            remove_work_folder(folder)
+
+    def ensureLungmask(self, slicer_module=None) -> str | None:
+        from .slicer_dependencies import ensure
+
+        folder = new_work_folder(prefix="dpo-pip-")
+        try:
+            return ensure([LUNGMASK_REQUIREMENT], "DPO Scoring (lungmask)", folder, None, slicer_module)
+        finally:
+            remove_work_folder(folder)
+
+    # --- the background process's inputs ---------------------------------------------------
+    def lobeArguments(self, parameterNode, folder) -> tuple[list, str, str]:
+        """(``dpo-score lobes`` arguments, segmentation file, points file) in a work folder."""
+        ct = str(export_volume(parameterNode.inputVolume, Path(folder) / "ct.nrrd"))
+        out, points = os.path.join(folder, "lobes.seg.nrrd"), os.path.join(folder, "points.json")
+        arguments = ["lobes", ct, "--method", parameterNode.lobeMethod, "--out", out, "--points-out", points]
+        if parameterNode.lobeMethod == "import":
+            if not has_value(parameterNode.lobeImportPath):
+                raise ValueError("Choose the lobe file or TotalSegmentator folder to import (Import from).")
+            arguments += ["--from", str(parameterNode.lobeImportPath)]
+        if parameterNode.lobeMethod == "lungmask" and has_value(parameterNode.lungmaskWeights):
+            arguments += ["--weights", str(parameterNode.lungmaskWeights)]
+        return arguments, out, points
+
+    def detectArguments(self, parameterNode, folder) -> tuple[list, str]:
+        """(``dpo-score detect`` arguments, candidates file); the lobes as a label map when set."""
+        ct = str(export_volume(parameterNode.inputVolume, Path(folder) / "ct.nrrd"))
+        out = os.path.join(folder, "candidates.json")
+        arguments = ["detect", ct, "--out", out]
+        if parameterNode.lobeSegmentation:
+            arguments += ["--lobes", self.lobeLabelmapFile(parameterNode, folder)]
+        return arguments, out
+
+    def lobeLabelmapFile(self, parameterNode, folder: str) -> str:
+        """The lobe segmentation as a label map with the spec's values 1-6 on the CT's grid."""
+        from ..lobes.lobe_files import write_label_map
+
+        lobes, image = self.lobeArray(parameterNode)
+        return str(write_label_map(os.path.join(folder, "lobes.nrrd"), lobes, image))
+
+    @staticmethod
+    def newWorkFolder() -> Path:
+        return new_work_folder()
+
+    @staticmethod
+    def removeWorkFolder(folder) -> None:
+        remove_work_folder(folder)
+
+    @staticmethod
+    def removeAllWorkFolders() -> None:
+        remove_all_work_folders()
+
+    # --- lobes --------------------------------------------------------------------------------
+    def loadLobes(self, parameterNode, segPath: str, pointsPath: str | None, onDrag=None):
+        """The ``lobes`` command's outputs into the scene, as Slicer's storage nodes read them; the
+        fissure points (when written) as draggable markups, observed once each."""
+        from ..lobes.fissures import load_points
+
+        segmentation = self.mrml.load_segmentation(segPath, "DPO lobes")
+        parameterNode.lobeSegmentation = segmentation
+        if pointsPath and os.path.exists(pointsPath):
+            nodes = self.mrml.show_fissure_points(load_points(pointsPath))
+            if onDrag is not None:
+                self.mrml.observe_fissure_drags(nodes, onDrag)
+        return segmentation
+
+    def lobeArray(self, parameterNode):
+        """The lobes as spec labels and the CT's image, cached until the segmentation's voxels
+        change (Segment Editor edits included)."""
+        return self.mrml.cached_lobe_array(parameterNode.lobeSegmentation, parameterNode.inputVolume)
+
+    def recomputeLobesFromPoints(self, parameterNode) -> None:
+        """Lobes again from the (dragged) fissure points, in the same segmentation node."""
+        self.mrml.recompute_lobes(parameterNode.inputVolume, parameterNode.lobeSegmentation, in_place=True)
+
+    # --- candidates ---------------------------------------------------------------------------
+    def loadCandidates(self, parameterNode, path: str) -> None:
+        from ..detection.candidates_file import load_candidates
+
+        document = load_candidates(path)
+        self.showCandidates(parameterNode, self.mrml.candidates_to_markups(document))
+        if has_value(parameterNode.reviewFolder):
+            self.mrml.review_folder = Path(parameterNode.reviewFolder)
+            self.mrml.autosave(parameterNode.candidates)
+
+    def openReview(self, parameterNode, folder) -> None:
+        self.showCandidates(parameterNode, self.mrml.load_review(folder))
+        parameterNode.reviewFolder = Path(folder)
+
+    def showCandidates(self, parameterNode, markups) -> None:
+        self.mrml.status_layers(markups)  # the views: one coloured markups node per status
+        parameterNode.candidates = markups
+        parameterNode.candidatesTable = self.mrml.candidates_table(markups)
+        _scores, parameterNode.resultsTable = self.mrml.update_results(markups, None, self.policyFrom(parameterNode),
+                                                                       parameterNode.readerId or "")
+
+    def decide(self, parameterNode, index: int, reader: str, **change) -> None:
+        self.mrml.decide(parameterNode.candidates, index, reader or "unknown", autosave=False, **change)
+        if parameterNode.candidatesTable:
+            self.mrml.update_candidate_row(parameterNode.candidatesTable, parameterNode.candidates, index)
+
+    def undo(self, parameterNode) -> None:
+        self.mrml.undo(parameterNode.candidates, parameterNode.readerId or "unknown")
+        self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
+
+    def addReaderFinding(self, parameterNode, ras) -> None:
+        """A missed ossification: measured like a detected one and given its lobe."""
+        lps = [-ras[0], -ras[1], ras[2]]
+        lobes, image = self.lobeArray(parameterNode) if parameterNode.lobeSegmentation else (None, None)
+        lungs = None if lobes is None else (lobes > 0).astype("uint8") + (lobes > 3).astype("uint8")
+        measured = self.mrml.measure_reader_point(parameterNode.inputVolume, lps, lungs)
+        lps = measured.get("lps", lps)
+        lobe = "unassigned" if lobes is None else self.mrml.lobe_at(lobes, image, lps)
+        self.mrml.add_reader_finding(parameterNode.candidates, lps, lobe, parameterNode.readerId or "unknown",
+                                     measurements=measured)
+        self.mrml.candidates_table(parameterNode.candidates, parameterNode.candidatesTable)
+
+    def suggestExtents(self, parameterNode, only=None) -> None:
+        if parameterNode.lobeSegmentation and parameterNode.candidates:
+            lobes, image = self.lobeArray(parameterNode)
+            self.mrml.suggest_extents(parameterNode.candidates, lobes, image, only)
+
+    def setAssessmentCell(self, parameterNode, code: str, column: str, checked: bool, text: str) -> dict:
+        """One cell of the per-lobe table changed: only that answer changes (checkbox columns
+        take ``checked``, the others ``text``: a whole number, or empty to clear)."""
+        reader = parameterNode.readerId or "unknown"
+        if column in CHECKBOX_COLUMNS:
+            return self.mrml.update_lobe_assessment(parameterNode.candidates, code, reader, **{column: bool(checked)})
+        text = (text or "").strip()
+        try:
+            value = int(text) if text else None
+        except ValueError:
+            raise DPOInputError(f"{code} {column}", f"'{text}' is not a whole number (0-3)") from None
+        return self.mrml.update_lobe_assessment(parameterNode.candidates, code, reader, ild={column: value})
+
+    def refreshResults(self, parameterNode) -> str | None:
+        """Scores with the parameter node's policy into its results table; the banner text."""
+        if not parameterNode or not parameterNode.candidates:
+            return None
+        _scores, table = self.mrml.update_results(parameterNode.candidates, parameterNode.resultsTable,
+                                                  self.policyFrom(parameterNode), parameterNode.readerId or "")
+        return table.GetAttribute("DPOScoring.Banner")
+
+    # --- DICOM ------------------------------------------------------------------------------------
+    @staticmethod
+    def canExportDicom(parameterNode) -> bool:
+        """Export to DICOM is offered for a review with lobes of a CT loaded from Slicer's DICOM database."""
+        from .mrml_dicom import is_dicom_volume
+
+        node = parameterNode
+        return bool(node and node.candidates and node.lobeSegmentation and is_dicom_volume(node.inputVolume))
+
+    def exportDicom(self, parameterNode, reviewFolder, fileForInstance) -> str:
+        """``lobes.dcm`` and ``findings.dcm`` of the review into ``reviewFolder``/dicom (``mrml_dicom``),
+        that folder returned; ``fileForInstance``: the DICOM database's UID -> file lookup."""
+        from .mrml_dicom import export_review_dicom
+
+        node, folder = parameterNode, os.path.join(str(reviewFolder), "dicom")
+        export_review_dicom(self.mrml, node.inputVolume, node.lobeSegmentation, node.candidates, folder,
+                            fileForInstance, self.policyFrom(node), node.readerId or "", node.lobeMethod)
+        return folder
