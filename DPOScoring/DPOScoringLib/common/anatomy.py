@@ -81,6 +81,6 @@ def lobe_volumes_ml(lobes: np.ndarray, spacing) -> dict[str, float]:
 
 def lung_volumes_ml(lungs: np.ndarray, spacing) -> dict[str, float]:
     """Volume of each lung in ml (0.1 ml), ``right`` and ``left``, of a lung label map."""
-    counts = np.bincount(np.asarray(lungs).ravel(), minlength=3)
+    lungs = np.asarray(lungs)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    return {side: round(float(counts[label]) * voxel_ml, 1) for side, label in LUNG_LABELS.items()}
+    return {side: round(float(np.count_nonzero(lungs == label)) * voxel_ml, 1) for side, label in LUNG_LABELS.items()}

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import cc3d
@@ -27,7 +28,6 @@ import numpy as np
 from scipy import ndimage
 from skimage.draw import ellipsoid
 from skimage.morphology import convex_hull_image
-from skimage.segmentation import clear_border
 
 from ..common.anatomy import lung_volumes_ml
 from ..common.errors import DPOInputError
@@ -63,21 +63,41 @@ class LungMask:
 def _fill_holes_per_slice(mask: np.ndarray, max_hole_voxels: int, big_hole_voxels: int) -> np.ndarray:
     """Fill 2-D holes (background not connected to the slice border) up to a size, slice by slice
     from the base upward. A big hole sitting on non-lung that was left open in the slice below
-    is the top of the diaphragm dome, not a vessel, and stays open."""
+    is the top of the diaphragm dome, not a vessel, and stays open.
+
+    All slices are labelled in one 2-D image: the slices one under the other, a row of lung
+    between each pair, so that no background region spans two slices."""
+    n_k, n_r, n_c = mask.shape
+    background = np.zeros((n_k, n_r + 1, n_c), dtype=bool)
+    background[:, :n_r] = ~mask
+    labels, n = cc3d.connected_components(background.reshape(n_k * (n_r + 1), n_c), connectivity=4, return_N=True)
+    del background
+    labels = labels.reshape(n_k, n_r + 1, n_c)[:, :n_r]
+    not_hole = np.zeros(n + 1, dtype=bool)
+    not_hole[0] = True  # the lung itself
+    for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+        not_hole[edge] = True  # background reaching the slice border is no hole
+    # the holes are a small part of the box: they alone are counted
+    enclosed = ~not_hole[labels]
+    enclosed_labels = labels[enclosed]
+    sizes = np.bincount(enclosed_labels, minlength=n + 1)
+    fill = ~not_hole & (sizes <= max_hole_voxels)
+    big = fill & (sizes >= big_hole_voxels)
+    kind = fill.astype(np.uint8) + big  # 0 not a hole to fill, 1 a hole, 2 a big hole
+    kinds = kind[enclosed_labels]
     filled = mask.copy()
-    for k in range(mask.shape[0]):
-        if not mask[k].any():
+    filled[enclosed] = kinds == 1
+    # big holes in slice order: the slice below is complete (its own big holes decided) first
+    at = np.unravel_index(np.flatnonzero(enclosed)[kinds == 2], mask.shape)
+    del kinds, enclosed, enclosed_labels
+    big_labels = labels[at]
+    unique, first = np.unique(big_labels, return_index=True)
+    for index in np.argsort(at[0][first], kind="stable"):
+        label, k = unique[index], int(at[0][first[index]])
+        hole = labels[k] == label
+        if k > 0 and (hole & ~filled[k - 1]).sum() >= 0.3 * sizes[label]:
             continue
-        background = clear_border(cc3d.connected_components(~mask[k], connectivity=4))  # holes only
-        sizes = np.bincount(background.ravel())
-        for label in range(1, len(sizes)):
-            if sizes[label] == 0 or sizes[label] > max_hole_voxels:
-                continue
-            hole = background == label
-            on_open_below = k > 0 and (hole & ~filled[k - 1]).sum() >= 0.3 * sizes[label]
-            if sizes[label] >= big_hole_voxels and on_open_below:
-                continue
-            filled[k] |= hole
+        filled[k] |= hole
     return filled
 
 
@@ -105,8 +125,8 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     hull = body_hull(hu)
     progress.step(0.2, "finding air inside the body")
     labels = cc3d.connected_components(hu < AIR_HU, connectivity=6)
-    outside = outside_air_labels(labels, hull)
     counts = np.bincount(labels.ravel())
+    outside = outside_air_labels(labels, hull, counts)
     order = [int(label) for label in np.argsort(counts)[::-1] if label != 0 and label not in outside]
     lung_like = _lung_like(labels, hu, order[:8], counts, voxel_ml)
     largest = counts[lung_like[0]] if lung_like else 0
@@ -141,8 +161,8 @@ def _separate_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None, progress
     if not airway_zone.any():
         airway_zone = np.zeros(hu.shape, dtype=bool)
     progress.step(0.6, "separating right and left lung")
-    parts = cc3d.connected_components(lungs_air, connectivity=6)
-    part_counts = np.bincount(parts.ravel())
+    parts, n_parts = cc3d.connected_components(lungs_air, connectivity=6, return_N=True)
+    part_counts = np.bincount(parts[lungs_air], minlength=n_parts + 1)  # label 0 (not lung air) not counted
     order = [label for label in np.argsort(part_counts)[::-1] if label != 0]
     big = [label for label in order[:3] if part_counts[label] >= MIN_LUNG_FRACTION * part_counts[order[0]]]
     result = np.zeros(hu.shape, dtype=np.uint8)
@@ -178,7 +198,8 @@ def _split_fused(single: np.ndarray, by_midline: np.ndarray, spacing) -> tuple[n
     distance until the component falls into two large cores, then give every voxel to the nearer
     core. Falls back to the trachea's position when no such cores appear."""
     anisotropy = tuple(float(s) for s in spacing[::-1])
-    depth = edt.edt(single, anisotropy=anisotropy, black_border=False)
+    threads = _threads()
+    depth = edt.edt(single, anisotropy=anisotropy, black_border=False, parallel=threads)
     for threshold in np.arange(2.0, 22.0, 2.0):
         cores = cc3d.connected_components(depth > threshold, connectivity=6)
         sizes = np.bincount(cores.ravel())
@@ -191,8 +212,8 @@ def _split_fused(single: np.ndarray, by_midline: np.ndarray, spacing) -> tuple[n
         columns = {label: np.nonzero((cores == label).any(axis=(0, 1)))[0].mean() for label in (first, second)}
         right_core = cores == min(columns, key=columns.get)
         left_core = cores == max(columns, key=columns.get)
-        to_right = edt.edt(~right_core, anisotropy=anisotropy, black_border=False)
-        to_left = edt.edt(~left_core, anisotropy=anisotropy, black_border=False)
+        to_right = edt.edt(~right_core, anisotropy=anisotropy, black_border=False, parallel=threads)
+        to_left = edt.edt(~left_core, anisotropy=anisotropy, black_border=False, parallel=threads)
         return single & (to_right <= to_left), "where they join"
     return by_midline, "at the trachea's position"
 
@@ -204,6 +225,7 @@ def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np
     pleura, reticulation between subpleural cysts, a dense strip between them) is lung, while the
     smooth chest wall and the convex mediastinum stay out."""
     anisotropy = tuple(float(s) for s in spacing[::-1])
+    threads = _threads()
     for label in (RIGHT_LABEL, LEFT_LABEL):
         lung = labels == label
         if not lung.any():
@@ -211,12 +233,24 @@ def _extend_to_pleura(labels: np.ndarray, small_air: np.ndarray, airway_zone: np
         margin = np.ceil((PLEURAL_CLOSING_MM + CYST_REACH_MM) / np.array(anisotropy)).astype(int) + 2
         box = bounding_box(lung, margin)
         local = lung[box]
-        near = edt.edt(~local, anisotropy=anisotropy, black_border=False) <= CYST_REACH_MM
-        cysts = cc3d.connected_components(small_air[box], connectivity=6)
-        touching = np.unique(cysts[near & (cysts > 0)])
-        local |= np.isin(cysts, touching[touching > 0])
-        grown = edt.edt(~local, anisotropy=anisotropy, black_border=False) <= PLEURAL_CLOSING_MM
-        closed = edt.edt(grown, anisotropy=anisotropy, black_border=False) > PLEURAL_CLOSING_MM
+        outside = edt.edt(~local, anisotropy=anisotropy, black_border=False, parallel=threads)
+        cysts, n_cysts = cc3d.connected_components(small_air[box], connectivity=6, return_N=True)
+        if n_cysts:
+            joins = np.zeros(n_cysts + 1, dtype=bool)
+            joins[cysts[(cysts > 0) & (outside <= CYST_REACH_MM)]] = True
+            if joins.any():
+                joined = joins[cysts]
+                local |= joined
+                # the distance to the lung with its cysts is the smaller of the distances to each; the
+                # cysts' own distance transform is needed only within the closing's reach of them
+                near = bounding_box(joined, np.ceil(PLEURAL_CLOSING_MM / np.array(anisotropy)).astype(int) + 1)
+                to_cysts = edt.edt(~joined[near], anisotropy=anisotropy, black_border=False, parallel=threads)
+                np.minimum(outside[near], to_cysts, out=outside[near])
+                del joined, to_cysts
+        del cysts
+        grown = outside <= PLEURAL_CLOSING_MM  # beyond the cysts' reach ``outside`` is the lung's distance alone
+        del outside
+        closed = edt.edt(grown, anisotropy=anisotropy, black_border=False, parallel=threads) > PLEURAL_CLOSING_MM
         target = labels[box]
         target[(closed | local) & (target == 0) & ~airway_zone[box]] = label
 
@@ -243,11 +277,16 @@ def side_of_single_lung(lung: np.ndarray, share_right_of_midline: float) -> tupl
 
 
 def _upsample(coarse: np.ndarray, factor, shape) -> np.ndarray:
-    up = coarse
-    for axis, f in enumerate(factor):
-        if f > 1:
-            up = np.repeat(up, f, axis=axis)
+    """Each coarse voxel repeated ``factor`` times along each axis (one copy), cut to ``shape``."""
+    n0, n1, n2 = coarse.shape
+    f0, f1, f2 = factor
+    up = np.broadcast_to(coarse[:, None, :, None, :, None], (n0, f0, n1, f1, n2, f2)).reshape(n0 * f0, n1 * f1, n2 * f2)
     return up[:shape[0], :shape[1], :shape[2]]
+
+
+def _threads() -> int:
+    """Threads for the distance transforms (the ``edt`` package splits its passes between them)."""
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
@@ -274,7 +313,7 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
     box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, hu.shape))
     shape = tuple(b.stop - b.start for b in box)
     result = np.zeros(hu.shape, dtype=np.uint8)
-    zone = np.zeros(hu.shape, dtype=bool)
+    inner = result[box]
     if factor != (1, 1, 1):
         local = labels[coarse_box]
         near = np.where(local > 0, local, ndimage.maximum_filter(local, size=3))
@@ -285,46 +324,61 @@ def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
         packed = _upsample(4 * np.where(closing_added[coarse_box] | interior, local, np.uint8(0)) + near,
                            factor, shape)
         del near, interior
-        result[box] = np.where(hu[box] < AIR_HU, packed & 3, np.uint8(0))
-        dense_surface = packed >> 2
+        np.bitwise_and(packed, 3, out=inner)
+        inner *= (hu[box] < AIR_HU).view(np.uint8)  # lung where the full-resolution voxel is air
+        dense_surface = np.right_shift(packed, 2, out=packed)
         del packed
         airways = _upsample_into(airways, factor, hu.shape, hu)
-        zone = _upsample_into(airway_zone, factor, hu.shape)
+        zone_box, zone = _upsample_box(airway_zone, factor, hu.shape)
         carina = None if carina is None else carina * factor[0]
     else:
-        result[box] = labels[box]
-        zone = airway_zone
+        inner[...] = labels[box]
+        zone_box = bounding_box(airway_zone) if airway_zone.any() else None
+        zone = None if zone_box is None else airway_zone[zone_box]
         dense_surface = None
-    result[box][zone[box]] = 0
+    del labels, closing_added
+    if zone_box is not None:
+        result[zone_box][zone] = 0  # the airway zone is cleared again once the lungs are complete
     progress.step(0.8, "filling holes")
     max_hole = int(MAX_HOLE_MM2 / (spacing[0] * spacing[1]))
     big_hole = int(DOME_HOLE_MM2 / (spacing[0] * spacing[1]))
-    inner = result[box]
     for label in (RIGHT_LABEL, LEFT_LABEL):
         lung = inner == label
         if not lung.any():
             continue
         lung_box = bounding_box(lung)
         filled = _fill_holes_per_slice(lung[lung_box], max_hole, big_hole)
-        inner[lung_box][filled & (inner[lung_box] == 0) & ~zone[box][lung_box]] = label
+        del lung
+        target = inner[lung_box]
+        target[filled & (target == 0)] = label
+        del filled
     if dense_surface is not None:
-        add = (inner == 0) & (dense_surface > 0)
-        add &= ~zone[box]
-        inner[add] = dense_surface[add]
+        np.copyto(inner, dense_surface, where=inner == 0)
+        del dense_surface
+    if zone_box is not None:
+        result[zone_box][zone] = 0  # neither holes nor the lung's dense surface fill the airway zone
     volumes = lung_volumes_ml(inner, spacing)
     progress.step(1.0, "lungs ready")
     return LungMask(result, airways, volumes, warnings, carina)
+
+
+def _upsample_box(mask: np.ndarray, factor, shape):
+    """A sparse coarse mask at full resolution as (box, mask inside the box), or (None, None)."""
+    if not mask.any():
+        return None, None
+    coarse_box = bounding_box(mask)
+    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, shape))
+    return box, _upsample(mask[coarse_box], factor, tuple(b.stop - b.start for b in box))
 
 
 def _upsample_into(mask: np.ndarray, factor, shape, air_of: np.ndarray | None = None) -> np.ndarray:
     """Full-resolution copy of a sparse coarse mask, upsampled only inside its bounding box;
     with ``air_of`` (the HU array), kept only where the full-resolution voxel is air."""
     full = np.zeros(shape, dtype=bool)
-    if not mask.any():
+    box, local = _upsample_box(mask, factor, shape)
+    if box is None:
         return full
-    coarse_box = bounding_box(mask)
-    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(coarse_box, factor, shape))
-    full[box] = _upsample(mask[coarse_box], factor, tuple(b.stop - b.start for b in box))
+    full[box] = local
     if air_of is not None:
         full[box] &= air_of[box] < AIR_HU
     return full

@@ -68,9 +68,10 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
     progress = ensure_progress(progress)
     warnings = list(ct.warnings)
     sources = dict(sources or {})
+    volumes = None
     if lungs is None:
         mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0], progress.sub(0.05, 0.55))
-        lungs, airways = mask.labels, mask.airways
+        lungs, airways, volumes = mask.labels, mask.airways, dict(mask.volumes_ml)  # counted by the same rule
         warnings += mask.warnings
         sources["lungs"] = "weight-free lung mask (lung_mask.py)"
     if airways is None:
@@ -79,9 +80,10 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
         airways = tracked.mask if tracked.trachea_found else None
         if airways is None:
             warnings.append("trachea not found: hilar calcifications are not excluded by position")
-    voxel_ml = float(np.prod(ct.spacing)) / 1000.0
-    volumes = {"right": round(float((lungs == 1).sum()) * voxel_ml, 1),
-               "left": round(float((lungs == 2).sum()) * voxel_ml, 1)}
+    if volumes is None:
+        voxel_ml = float(np.prod(ct.spacing)) / 1000.0
+        volumes = {"right": round(np.count_nonzero(lungs == 1) * voxel_ml, 1),
+                   "left": round(np.count_nonzero(lungs == 2) * voxel_ml, 1)}
     fraction = enhanced_fraction(ct.array, lungs)
     vessel_values = lung_vessel_values(ct.array, lungs, ct.spacing[::-1])
     vessel_share = vessel_enhanced_share(vessel_values)
