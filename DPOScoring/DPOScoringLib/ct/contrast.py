@@ -24,7 +24,7 @@ import cc3d
 import edt
 import numpy as np
 
-from .voxel_boxes import bounding_box
+from .voxel_boxes import bounding_box, edt_threads, upsample_blocks
 
 ENHANCED_HU = (130.0, 600.0)
 SOFT_TISSUE_HU = (-50.0, 600.0)
@@ -82,14 +82,14 @@ def lung_vessel_values(hu: np.ndarray, lung_labels: np.ndarray, spacing_kji) -> 
     # vessel trees at full resolution (thin vessels would break apart on a coarser grid)
     steps = [2 if float(v) < 2.5 else 1 for v in spacing_kji]  # thick slices are taken whole
     coarse = lungs[tuple(slice(b.start, b.stop, n) for b, n in zip(box, steps))]
-    depth = edt.edt(coarse, anisotropy=tuple(n * float(v) for n, v in zip(steps, spacing_kji)), black_border=True)
-    inner = depth > VESSEL_DEPTH_MM
-    for axis, n in enumerate(steps):
-        inner = np.repeat(inner, n, axis=axis)
+    depth = edt.edt(coarse, anisotropy=tuple(n * float(v) for n, v in zip(steps, spacing_kji)), black_border=True,
+                    parallel=edt_threads())
     local = hu[box]
-    inner = inner[:local.shape[0], :local.shape[1], :local.shape[2]]
+    inner = upsample_blocks(depth > VESSEL_DEPTH_MM, steps, local.shape)
+    del depth
     trees = cc3d.connected_components(inner & (local >= VESSEL_TREE_HU), connectivity=26)
-    sizes = np.bincount(trees.ravel())
+    labelled = trees[trees > 0]  # the trees are a small part of the box: only their voxels are counted
+    sizes = np.bincount(labelled, minlength=int(labelled.max()) + 1 if labelled.size else 1)
     sizes[0] = 0
     vessel = sizes * voxel_mm3 >= VESSEL_TREE_MM3  # vessels are trees; POs and nodules are small separate blobs
     return local[vessel[trees] & (local >= VESSEL_HU)]

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import cc3d
@@ -34,7 +33,7 @@ from ..common.errors import DPOInputError
 from ..common.progress import Progress, ensure_progress
 from .airways import track_airways
 from .body_mask import body_hull, outside_air_labels
-from .voxel_boxes import bounding_box
+from .voxel_boxes import bounding_box, edt_threads, upsample_blocks
 
 AIR_HU = -400
 MIN_LUNG_FRACTION = 0.15
@@ -276,17 +275,8 @@ def side_of_single_lung(lung: np.ndarray, share_right_of_midline: float) -> tupl
     return side, "its position in the image (its mediastinal surface could not be told)"
 
 
-def _upsample(coarse: np.ndarray, factor, shape) -> np.ndarray:
-    """Each coarse voxel repeated ``factor`` times along each axis (one copy), cut to ``shape``."""
-    n0, n1, n2 = coarse.shape
-    f0, f1, f2 = factor
-    up = np.broadcast_to(coarse[:, None, :, None, :, None], (n0, f0, n1, f1, n2, f2)).reshape(n0 * f0, n1 * f1, n2 * f2)
-    return up[:shape[0], :shape[1], :shape[2]]
-
-
-def _threads() -> int:
-    """Threads for the distance transforms (the ``edt`` package splits its passes between them)."""
-    return max(1, min(os.cpu_count() or 1, 8))
+_upsample = upsample_blocks  # (the name the equivalence test and this module use)
+_threads = edt_threads
 
 
 def segment_lungs(hu: np.ndarray, spacing, origin_x_mm: float | None = None,
