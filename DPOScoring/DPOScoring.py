@@ -26,16 +26,15 @@ from slicer.util import VTKObservationMixin
 
 from DPOScoringLib.common.anatomy import LOBES
 from DPOScoringLib.mrml import module_panel
-from DPOScoringLib.mrml.mrml_logic import BONE_WINDOW, LUNG_WINDOW
-from DPOScoringLib.mrml.mrml_module_logic import (
+from DPOScoringLib.mrml.module_panel import (
     ASSESSMENT_COLUMNS,
     CHECKBOX_COLUMNS,
     WORKER_BOOT,
-    ModuleLogic,
-    has_value,
     parse_worker_line,
     worker_environment,
 )
+from DPOScoringLib.mrml.mrml_logic import BONE_WINDOW, LUNG_WINDOW
+from DPOScoringLib.mrml.mrml_module_logic import ModuleLogic, has_value
 from DPOScoringLib.rules.policy import DEF1_VARIANTS, DEF2_VARIANTS, DENDRIFORM_NODULE_VARIANTS
 from DPOScoringLib.rules.reading import BACKGROUNDS
 

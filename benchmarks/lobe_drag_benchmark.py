@@ -56,21 +56,7 @@ def synthetic_case(shape=(400, 512, 512), spacing=(0.7, 0.7, 0.8)):
 
 def export(logic, volume, segmentation):
     """The lobes as an array through Slicer's ``ExportSegmentsToLabelmapNode`` (the former read)."""
-    import vtk
-
-    from DPOScoringLib.lobes.lobe_files import to_spec_labels
-
-    codes = logic.lobe_codes(segmentation)
-    ids = vtk.vtkStringArray()
-    for segment_id in codes:
-        ids.InsertNextValue(segment_id)
-    labelmap = logic.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-    try:
-        logic.segmentations_logic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, volume)
-        exported = sitk.GetArrayFromImage(logic.volume_to_image(labelmap))
-    finally:
-        logic.scene.RemoveNode(labelmap)
-    return to_spec_labels(exported, dict(enumerate(codes.values(), start=1)))[0]
+    return logic.exported_lobes(segmentation, volume, logic.lobe_codes(segmentation))[0]
 
 
 def former_path(logic, volume, segmentation):

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from DPOScoringLib.common.anatomy import lungs_from_lobes
+from DPOScoringLib.common.anatomy import lung_volumes_ml, lungs_from_lobes
 from DPOScoringLib.ct.ct_image import load_ct
 from DPOScoringLib.ct.label_maps import LUNG_VALUES, load_label_map
 from DPOScoringLib.ct.lung_mask import segment_lungs
@@ -116,10 +116,7 @@ def lung_report(work: Path) -> dict:
             mask = segment_lungs(ct.array, ct.spacing, ct.image.GetOrigin()[0])
             labels = mask.labels
             out[name] = {"dice_right": dice(labels == 1, truth == 1), "dice_left": dice(labels == 2, truth == 2),
-                         "mask_ml": {"right": round(float((labels == 1).sum()) * np.prod(ct.spacing) / 1000, 1),
-                                     "left": round(float((labels == 2).sum()) * np.prod(ct.spacing) / 1000, 1)},
-                         "true_ml": {"right": round(float((truth == 1).sum()) * np.prod(ct.spacing) / 1000, 1),
-                                     "left": round(float((truth == 2).sum()) * np.prod(ct.spacing) / 1000, 1)},
+                         "mask_ml": lung_volumes_ml(labels, ct.spacing), "true_ml": lung_volumes_ml(truth, ct.spacing),
                          "voxels_far_from_lungs": far_voxels(labels, truth, ct.spacing),
                          "warnings": mask.warnings}
         except ValueError as error:

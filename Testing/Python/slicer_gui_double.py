@@ -58,6 +58,13 @@ def _accepted(slot, given: int) -> int:
     return min(given, sum(1 for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)))
 
 
+def _recorder(attribute, convert=None):
+    """A Qt setter of the double: it records its one argument as ``attribute`` (converted)."""
+    def setter(self, value):
+        setattr(self, attribute, convert(value) if convert else value)
+    return setter
+
+
 class Widget:
     """A Qt widget of class ``qt_class``: properties as attributes, signals by signature."""
 
@@ -127,31 +134,15 @@ class Widget:
         self.setCurrentIndex(index)
         self.emit("activated(int)", index)
 
-    # QProgressBar, views
-    def setFormat(self, text):
-        self.format = text
-
-    def setMRMLScene(self, scene):
-        self.scene = scene
-
-    def setMRMLTableNode(self, node):
-        self.tableNode = node
-
-    def selectRow(self, row):
-        self.selected = row
-
-    # QTableWidget
-    def setRowCount(self, n):
-        self.rows = n
-
-    def setColumnCount(self, n):
-        self.columns = n
-
-    def setHorizontalHeaderLabels(self, labels):
-        self.horizontal = list(labels)
-
-    def setVerticalHeaderLabels(self, labels):
-        self.vertical = list(labels)
+    # QProgressBar, views, QTableWidget: setters that only record their value
+    setFormat = _recorder("format")
+    setMRMLScene = _recorder("scene")
+    setMRMLTableNode = _recorder("tableNode")
+    selectRow = _recorder("selected")
+    setRowCount = _recorder("rows")
+    setColumnCount = _recorder("columns")
+    setHorizontalHeaderLabels = _recorder("horizontal", list)
+    setVerticalHeaderLabels = _recorder("vertical", list)
 
     def setItem(self, row, column, item):
         item._table, item._row, item._column = self, row, column

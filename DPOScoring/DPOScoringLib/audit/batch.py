@@ -25,7 +25,7 @@ from ..common.anatomy import LOBE_CODES
 from ..common.errors import DPOInputError
 from ..common.safe_files import atomic_write_bytes
 from ..ct.ct_image import input_checksum
-from .batch_manifest import CT_SUFFIXES, read_cases  # noqa: F401 - the cases of a batch
+from .batch_manifest import CT_SUFFIXES, case_folder, read_cases  # noqa: F401 - the cases of a batch
 
 COHORT_COLUMNS = (["case_id", "status"] + [f"nnpol_{c}" for c in LOBE_CODES]
                   + ["right_total", "left_total", "total", "ldo", "dpo_def1", "dpo_def2", "ans", "ild_extent",
@@ -45,7 +45,7 @@ def _cohort_row(case: dict, status: str, out: Path, checksum: str) -> dict:
     row = {column: "" for column in COHORT_COLUMNS}
     row.update({"case_id": case["case_id"], "status": status, "input_sha256": checksum})
     extra = {k: v for k, v in case.items() if k not in ("case_id", "path")}
-    bundle = out / case["case_id"]
+    bundle = case_folder(out, case["case_id"])
     if status in ("done", "skipped (done before)"):
         scores = json.loads((bundle / "scores.json").read_text(encoding="utf-8"))
         row.update({f"nnpol_{c}": scores["nnpol"][c] for c in LOBE_CODES})
@@ -123,7 +123,7 @@ def run_batch(source: str | Path, out: str | Path, workers: int = 1, options: di
             statuses[case["case_id"]] = f"failed: {error}"
             note(f"{case['case_id']}: failed: {error}")
             continue
-        if _finished(out / case["case_id"], checksums[case["case_id"]]):
+        if _finished(case_folder(out, case["case_id"]), checksums[case["case_id"]]):
             statuses[case["case_id"]] = "skipped (done before)"
         else:
             todo.append(case)
@@ -182,7 +182,7 @@ def _run_one(case: dict, out: str, options: dict) -> tuple[str, str]:
     from .case_run import run_case
 
     try:
-        run_case(case["path"], Path(out) / case["case_id"], case_id=case["case_id"], overwrite=True, **options)
+        run_case(case["path"], case_folder(out, case["case_id"]), case_id=case["case_id"], overwrite=True, **options)
         return case["case_id"], "done"
     except DPOInputError as error:
         return case["case_id"], f"failed: {error}"

@@ -88,10 +88,11 @@ def run_case_task(case: dict, out: str, options: dict, checksum: str, cancel_eve
         log(TOPIC, {"event": "started", "case_id": case_id, "worker": address, "pid": os.getpid()})
     from ..common.progress import Progress
     from .batch import _finished
+    from .batch_manifest import case_folder
     from .batch_memory import PeakMemory
     from .case_run import run_case
 
-    bundle = Path(out) / case_id
+    bundle = case_folder(out, case_id)
     if _finished(bundle, checksum):  # an earlier attempt wrote it, then its worker died
         return {**result, "status": "done", "note": "bundle of this input already written by an earlier attempt",
                 "seconds": 0.0, "peak_bytes": 0, "lobe_method": options.get("lobe_method", "fissures")}

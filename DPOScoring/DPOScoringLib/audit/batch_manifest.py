@@ -144,12 +144,12 @@ def read_cases(source: str | Path) -> list[dict]:
 
 
 def case_folder(out: str | Path, case_id: str) -> Path:
-    """The bundle folder of ``case_id`` inside ``out``; refuses anything that would leave it."""
+    """The bundle folder of ``case_id`` inside ``out`` (``out / case_id``, as given); refuses
+    anything that would leave it."""
     problem = case_id_problem(case_id)
     if problem:
         raise DPOInputError(f"case_id {case_id!r}", problem)
     root = Path(out).resolve()
-    folder = (root / case_id).resolve()
-    if folder.parent != root:
+    if (root / case_id).resolve().parent != root:
         raise DPOInputError(f"case_id {case_id!r}", f"would be written outside {out}")
-    return folder
+    return Path(out) / case_id

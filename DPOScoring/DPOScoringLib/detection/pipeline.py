@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.anatomy import lungs_from_lobes
+from ..common.anatomy import lung_volumes_ml, lungs_from_lobes
 from ..common.progress import Progress, ensure_progress
 from ..ct.airways import track_airways
 from ..ct.contrast import (
@@ -81,9 +81,7 @@ def detect_on_ct(ct: CTVolume, lungs: np.ndarray | None, lobes: np.ndarray | Non
         if airways is None:
             warnings.append("trachea not found: hilar calcifications are not excluded by position")
     if volumes is None:
-        voxel_ml = float(np.prod(ct.spacing)) / 1000.0
-        volumes = {"right": round(np.count_nonzero(lungs == 1) * voxel_ml, 1),
-                   "left": round(np.count_nonzero(lungs == 2) * voxel_ml, 1)}
+        volumes = lung_volumes_ml(lungs, ct.spacing)
     fraction = enhanced_fraction(ct.array, lungs)
     vessel_values = lung_vessel_values(ct.array, lungs, ct.spacing[::-1])
     vessel_share = vessel_enhanced_share(vessel_values)

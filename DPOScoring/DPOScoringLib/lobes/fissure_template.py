@@ -183,10 +183,6 @@ def oblique_line(lm: LungLandmarks, carina_z: float) -> tuple[tuple[float, float
     return back, front
 
 
-def _share_below(sample: np.ndarray, z_surface: np.ndarray) -> float:
-    return float(np.mean(sample[:, 2] < z_surface))
-
-
 def oblique_slope_for_share(lm: LungLandmarks, share: float) -> float:
     """dz/dy of the plane through the anterior-inferior landmark that leaves ``share`` of the lung's
     volume below it (the lower lobe), by bisection on its inclination (5-80 degrees)."""

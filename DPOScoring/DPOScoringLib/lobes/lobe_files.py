@@ -137,8 +137,8 @@ def _read_totalsegmentator_folder(folder: Path):
     combined = np.zeros(sitk.GetArrayViewFromImage(reference).shape, dtype=np.uint8)
     mapping = {}
     for value, (code, file) in enumerate(sorted(found.items()), start=1):
-        array = sitk.GetArrayViewFromImage(read_image_file(file, str(file)))
-        combined[array > 0] = value
+        structure = read_image_file(file, str(file))  # held while its view is read: a view does not keep
+        combined[sitk.GetArrayViewFromImage(structure) > 0] = value  # its image alive (freed memory read)
         mapping[value] = code
     image = sitk.GetImageFromArray(combined)
     image.CopyInformation(reference)

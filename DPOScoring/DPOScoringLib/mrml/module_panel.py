@@ -14,7 +14,6 @@ import signal
 import sys
 
 from ..rules.reading import KINDS
-from .mrml_module_logic import ASSESSMENT_COLUMNS, CHECKBOX_COLUMNS
 
 # the finding kinds as the panel's kind menu names them, in the reading format's order
 KIND_LABELS = {kind: "suspected granuloma" if kind == "granuloma" else kind.replace("_", " ") for kind in KINDS}
@@ -23,8 +22,18 @@ RUN_BUTTONS = ("computeLobesButton", "detectButton")
 REVIEW_BUTTONS = ("confirmButton", "rejectButton", "undoButton", "previousButton", "nextButton",
                   "addPointButton", "saveReviewButton")
 
-# the per-lobe table's column headers, one for each of ASSESSMENT_COLUMNS
-ASSESSMENT_HEADERS = ("dendriform", "GGO", "fine ret.", "coarse ret.", "honeycomb", "consolid.", "overall", "> 50 %")
+# the per-lobe table: the reading's answer each column edits and the column's header
+ASSESSMENT_TABLE = (("dendriform", "dendriform"), ("ggo", "GGO"), ("fine_reticulation", "fine ret."),
+                    ("coarse_reticulation", "coarse ret."), ("honeycombing", "honeycomb"),
+                    ("consolidation", "consolid."), ("overall", "overall"), ("extent_over_half", "> 50 %"))
+ASSESSMENT_COLUMNS = tuple(name for name, _header in ASSESSMENT_TABLE)
+ASSESSMENT_HEADERS = tuple(header for _name, header in ASSESSMENT_TABLE)
+CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")  # yes/no answers; the others are ILD grades 0-3
+# The background process (``PythonSlicer -c WORKER_BOOT ARGUMENTS``) reports its own PID first:
+# PythonSlicer is a launcher and the computing python-real is its child, which Cancel must end
+# (killing the launcher alone leaves it running).
+WORKER_BOOT = ("import os, sys; sys.stderr.write('[pid %d]\\n' % os.getpid()); sys.stderr.flush(); "
+               "from DPOScoringLib.cli.main import main; sys.exit(main(sys.argv[1:]))")
 
 
 def enabled_buttons(has_volume: bool, has_candidates: bool, busy: bool, fissure_method: bool,
@@ -59,6 +68,22 @@ def worker_program() -> str:
 def decode_output(raw) -> str:
     """A QByteArray (or bytes) of the worker's stderr as text."""
     return (raw.data() if hasattr(raw, "data") else bytes(raw)).decode("utf-8", "replace")
+
+
+def worker_environment(module_dir: str, pythonpath: str) -> dict:
+    """What the background process's environment adds: the module's folder first on PYTHONPATH
+    (DPOScoringLib importable), unbuffered output (progress lines arrive as they are written)."""
+    return {"PYTHONPATH": module_dir + os.pathsep + pythonpath, "PYTHONUNBUFFERED": "1"}
+
+
+def parse_worker_line(line: str) -> tuple:
+    """One stderr line of the background process: ("pid", PID, ""), ("progress", percent, text),
+    ("message", None, line) or (None, None, "") for blank lines."""
+    if line.startswith("[pid ") and line.rstrip().endswith("]") and line[5:].strip(" ]\n").isdigit():
+        return "pid", int(line[5:].strip(" ]\n")), ""
+    if line.startswith("[") and "%]" in line and line[1:line.index("%]")].strip().isdigit():
+        return "progress", int(line[1:line.index("%]")]), line[line.index("%]") + 2:].strip()
+    return ("message", None, line) if line.strip() else (None, None, "")
 
 
 def terminate(pid) -> None:

@@ -119,6 +119,17 @@ class MRMLLobes:
         layer = LobeLayer.find(segmentation, reference_volume, codes)
         if layer is not None:  # the six lobes in one layer on the volume's grid: read in place
             return layer.read()
+        lobes, needs_split = self.exported_lobes(segmentation, reference_volume, codes)
+        if needs_split:  # a left upper lobe with the lingula (lungmask, TotalSegmentator)
+            from ..lobes.lingula_split import split_lingula
+
+            lobes, _points = split_lingula(lobes, self.checked_ct(reference_volume).geometry)
+        return lobes.astype(np.uint8)
+
+    def exported_lobes(self, segmentation, reference_volume, codes: dict) -> tuple:
+        """The lobe segments ``codes`` (segment ID -> code) exported through Slicer's
+        ``ExportSegmentsToLabelmapNode`` onto the reference volume's grid, as spec labels and
+        whether the lingula is still to be split out (``to_spec_labels``)."""
         ids = vtk.vtkStringArray()
         for segment_id in codes:
             ids.InsertNextValue(segment_id)
@@ -128,12 +139,7 @@ class MRMLLobes:
             exported = sitk.GetArrayFromImage(self.volume_to_image(labelmap))
         finally:
             self.scene.RemoveNode(labelmap)
-        lobes, needs_split = to_spec_labels(exported, dict(enumerate(codes.values(), start=1)))
-        if needs_split:  # a left upper lobe with the lingula (lungmask, TotalSegmentator)
-            from ..lobes.lingula_split import split_lingula
-
-            lobes, _points = split_lingula(lobes, self.checked_ct(reference_volume).geometry)
-        return lobes.astype(np.uint8)
+        return to_spec_labels(exported, dict(enumerate(codes.values(), start=1)))
 
     @staticmethod
     def segmentation_content_key(segmentation) -> tuple:

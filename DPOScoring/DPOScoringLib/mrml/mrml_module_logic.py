@@ -13,35 +13,12 @@ from pathlib import Path
 from ..common.anatomy import lungs_from_lobes
 from ..common.errors import DPOInputError
 from ..rules.policy import ScoringPolicy
+from .module_panel import CHECKBOX_COLUMNS
 from .mrml_logic import DPOScoringMRMLLogic
 from .mrml_workspace import export_volume, new_work_folder, remove_all_work_folders, remove_work_folder
 
 RESOURCES = Path(__file__).resolve().parents[2] / "Resources"
 LUNGMASK_REQUIREMENT = "lungmask==0.2.22"
-ASSESSMENT_COLUMNS = ("dendriform", "ggo", "fine_reticulation", "coarse_reticulation", "honeycombing",
-                      "consolidation", "overall", "extent_over_half")  # the per-lobe table's columns
-CHECKBOX_COLUMNS = ("dendriform", "extent_over_half")
-# The background process (``PythonSlicer -c WORKER_BOOT ARGUMENTS``) reports its own PID first:
-# PythonSlicer is a launcher and the computing python-real is its child, which Cancel must end
-# (killing the launcher alone leaves it running).
-WORKER_BOOT = ("import os, sys; sys.stderr.write('[pid %d]\\n' % os.getpid()); sys.stderr.flush(); "
-               "from DPOScoringLib.cli.main import main; sys.exit(main(sys.argv[1:]))")
-
-
-def parse_worker_line(line: str) -> tuple:
-    """One stderr line of the background process: ("pid", PID, ""), ("progress", percent, text),
-    ("message", None, line) or (None, None, "") for blank lines."""
-    if line.startswith("[pid ") and line.rstrip().endswith("]") and line[5:].strip(" ]\n").isdigit():
-        return "pid", int(line[5:].strip(" ]\n")), ""
-    if line.startswith("[") and "%]" in line and line[1:line.index("%]")].strip().isdigit():
-        return "progress", int(line[1:line.index("%]")]), line[line.index("%]") + 2:].strip()
-    return ("message", None, line) if line.strip() else (None, None, "")
-
-
-def worker_environment(module_dir: str, pythonpath: str) -> dict:
-    """What the background process's environment adds: the module's folder first on PYTHONPATH
-    (DPOScoringLib importable), unbuffered output (progress lines arrive as they are written)."""
-    return {"PYTHONPATH": module_dir + os.pathsep + pythonpath, "PYTHONUNBUFFERED": "1"}
 
 
 def has_value(path) -> bool:

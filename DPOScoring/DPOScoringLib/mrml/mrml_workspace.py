@@ -81,10 +81,6 @@ def remove_work_folder(folder: str | Path | None) -> None:
     _LIVE.discard(folder)
 
 
-def live_work_folders() -> set[Path]:
-    return set(_LIVE)
-
-
 def export_volume(volume, path: str | Path) -> Path:
     """Writes a volume node to ``path`` through a storage node of its own (not added to the scene),
     leaving the node's storage node and file name untouched."""

@@ -35,87 +35,63 @@ def truncated_ct(folder: Path) -> Path:
     return path
 
 
-
-
 # --- outputs (point 2) -----------------------------------------------------------------------------
 
-def test_run_out_under_a_regular_file(sandbox, monkeypatch):
-    (sandbox / "notes.txt").write_text("a file")
-    refused(sandbox, ["run", a_ct(sandbox), "--out", sandbox / "notes.txt" / "bundle", "--quiet"],
-            ["notes.txt is a file, not a folder"], monkeypatch)
+def prepared(sandbox: Path, files: dict, argv: list) -> list:
+    """Writes ``files`` (path below the sandbox -> text or bytes; a path ending in "/" is a folder)
+    and returns ``argv`` with its placeholders filled: CT a readable CT, CUT a truncated one, CTS a
+    folder holding one CT, READING the example reading, "./x" the sandbox's x."""
+    for name, content in files.items():
+        path = sandbox / name
+        if name.endswith("/"):
+            path.mkdir(parents=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    def ct_folder():
+        (sandbox / "cts").mkdir()
+        return a_ct(sandbox / "cts").parent
+
+    fill = {"CT": lambda: a_ct(sandbox), "CUT": lambda: truncated_ct(sandbox), "CTS": ct_folder,
+            "READING": example_reading_path}
+    return [fill[item]() if item in fill else sandbox / item[2:] if item.startswith("./") else item
+            for item in argv]
 
 
-def test_run_out_is_an_existing_file(sandbox, monkeypatch):
-    (sandbox / "bundle").write_text("a file where the bundle folder should go")
-    refused(sandbox, ["run", a_ct(sandbox), "--out", sandbox / "bundle", "--quiet"],
-            ["bundle: is a file; a folder is expected"], monkeypatch)
+OUTPUTS = [
+    # (name, files made first, command line, phrases the one line must hold)
+    ("run --out under a regular file", {"notes.txt": "a file"},
+     ["run", "CT", "--out", "./notes.txt/bundle", "--quiet"], ["notes.txt is a file, not a folder"]),
+    ("run --out is an existing file", {"bundle": "a file where the bundle folder should go"},
+     ["run", "CT", "--out", "./bundle", "--quiet"], ["bundle: is a file; a folder is expected"]),
+    # checked first: the damaged CT is not even read (its error would come otherwise)
+    ("run refuses an existing bundle before reading the CT", {"bundle/scores.json": "{}"},
+     ["run", "CUT", "--out", "./bundle", "--quiet"], ["already holds a bundle", "--force"]),
+    ("detect --out is a folder", {"out/": None},
+     ["detect", "CT", "--out", "./out", "--quiet"], ["out: is a folder; a file name is expected"]),
+    ("detect --out exists", {"c.json": "the reader's own file"},
+     ["detect", "CUT", "--out", "./c.json", "--quiet"], ["c.json: already exists; not overwritten"]),
+    ("detect --out in a missing folder", {},
+     ["detect", "CT", "--out", "./nowhere/c.json", "--quiet"], ["folder", "nowhere does not exist"]),
+    ("lobes --out exists", {"lobes.nrrd": "older lobes"},
+     ["lobes", "CT", "--out", "./lobes.nrrd", "--quiet"], ["lobes.nrrd: already exists"]),
+    ("lobes --points-out exists", {"points.json": "{}"},
+     ["lobes", "CT", "--out", "./lobes.nrrd", "--points-out", "./points.json", "--quiet"],
+     ["points.json: already exists"]),
+    ("tally --out exists", {"scores.json": "earlier scores"},
+     ["tally", "READING", "--out", "./scores.json"], ["scores.json: already exists"]),
+    ("tally --out under a regular file", {"notes.txt": "a file"},
+     ["tally", "READING", "--out", "./notes.txt/scores.json"], ["notes.txt is a file, not a folder"]),
+    ("demo --out not empty", {"demo/mine.txt": "not the demo's"},
+     ["demo", "--out", "./demo", "--quiet"], ["demo: is not empty", "--force"]),
+    ("demo --out is a file", {"demo": "a file"}, ["demo", "--out", "./demo", "--quiet"], ["demo: is a file"]),
+    ("batch --out is a file", {"out": "a file"}, ["batch", "CTS", "--out", "./out"], ["out: is a file"]),
+]
 
 
-def test_run_refuses_an_existing_bundle_before_reading_the_ct(sandbox, monkeypatch):
-    """Checked first: the damaged CT is not even read (its error would come otherwise)."""
-    (sandbox / "bundle").mkdir()
-    (sandbox / "bundle" / "scores.json").write_text("{}")
-    refused(sandbox, ["run", truncated_ct(sandbox), "--out", sandbox / "bundle", "--quiet"],
-            ["already holds a bundle", "--force"], monkeypatch)
-
-
-def test_detect_out_is_a_folder(sandbox, monkeypatch):
-    (sandbox / "out").mkdir()
-    refused(sandbox, ["detect", a_ct(sandbox), "--out", sandbox / "out", "--quiet"],
-            ["out: is a folder; a file name is expected"], monkeypatch)
-
-
-def test_detect_out_exists(sandbox, monkeypatch):
-    (sandbox / "c.json").write_text("the reader's own file")
-    refused(sandbox, ["detect", truncated_ct(sandbox), "--out", sandbox / "c.json", "--quiet"],
-            ["c.json: already exists; not overwritten"], monkeypatch)
-
-
-def test_detect_out_in_a_missing_folder(sandbox, monkeypatch):
-    refused(sandbox, ["detect", a_ct(sandbox), "--out", sandbox / "nowhere" / "c.json", "--quiet"],
-            ["folder", "nowhere does not exist"], monkeypatch)
-
-
-def test_lobes_out_exists(sandbox, monkeypatch):
-    (sandbox / "lobes.nrrd").write_text("older lobes")
-    refused(sandbox, ["lobes", a_ct(sandbox), "--out", sandbox / "lobes.nrrd", "--quiet"],
-            ["lobes.nrrd: already exists"], monkeypatch)
-
-
-def test_lobes_points_out_exists(sandbox, monkeypatch):
-    (sandbox / "points.json").write_text("{}")
-    refused(sandbox, ["lobes", a_ct(sandbox), "--out", sandbox / "lobes.nrrd", "--points-out",
-                      sandbox / "points.json", "--quiet"], ["points.json: already exists"], monkeypatch)
-
-
-def test_tally_out_exists(sandbox, monkeypatch):
-    (sandbox / "scores.json").write_text("earlier scores")
-    refused(sandbox, ["tally", example_reading_path(), "--out", sandbox / "scores.json"],
-            ["scores.json: already exists"], monkeypatch)
-
-
-def test_tally_out_under_a_regular_file(sandbox, monkeypatch):
-    (sandbox / "notes.txt").write_text("a file")
-    refused(sandbox, ["tally", example_reading_path(), "--out", sandbox / "notes.txt" / "scores.json"],
-            ["notes.txt is a file, not a folder"], monkeypatch)
-
-
-def test_demo_out_not_empty(sandbox, monkeypatch):
-    (sandbox / "demo").mkdir()
-    (sandbox / "demo" / "mine.txt").write_text("not the demo's")
-    refused(sandbox, ["demo", "--out", sandbox / "demo", "--quiet"], ["demo: is not empty", "--force"], monkeypatch)
-
-
-def test_demo_out_is_a_file(sandbox, monkeypatch):
-    (sandbox / "demo").write_text("a file")
-    refused(sandbox, ["demo", "--out", sandbox / "demo", "--quiet"], ["demo: is a file"], monkeypatch)
-
-
-def test_batch_out_is_a_file(sandbox, monkeypatch):
-    (sandbox / "cts").mkdir()
-    a_ct(sandbox / "cts")
-    (sandbox / "out").write_text("a file")
-    refused(sandbox, ["batch", sandbox / "cts", "--out", sandbox / "out"], ["out: is a file"], monkeypatch)
+@pytest.mark.parametrize("name,files,argv,phrases", OUTPUTS, ids=[o[0] for o in OUTPUTS])
+def test_bad_output_is_refused(sandbox, monkeypatch, name, files, argv, phrases):
+    refused(sandbox, prepared(sandbox, files, argv), phrases, monkeypatch)
 
 
 def test_read_only_output_folder(sandbox, monkeypatch):
@@ -171,26 +147,20 @@ def test_hostile_or_broken_manifest_is_refused_and_nothing_is_written(sandbox, m
     assert not (sandbox / "out").exists() and not (sandbox.parent / "escaped").exists()
 
 
-def test_binary_manifest(sandbox, monkeypatch):
-    path = sandbox / "cases.csv"
-    path.write_bytes(b"\x00\x01\x02 not text")
-    refused(sandbox, ["batch", path, "--out", sandbox / "out"], ["is a binary file"], monkeypatch)
+BATCH_INPUTS = [
+    # (name, files made first, command line, phrases the one line must hold)
+    ("binary manifest", {"cases.csv": b"\x00\x01\x02 not text"},
+     ["batch", "./cases.csv", "--out", "./out"], ["is a binary file"]),
+    ("CT file given as manifest", {}, ["batch", "CT", "--out", "./out"], ["is a CT file", "dpo-score run"]),
+    ("missing manifest", {}, ["batch", "./absent.csv", "--out", "./out"], ["no such folder or manifest"]),
+    ("folder without CTs", {"cts/readme.txt": "no CT here"},
+     ["batch", "./cts", "--out", "./out"], ["holds no CT files"]),
+]
 
 
-def test_ct_file_given_as_manifest(sandbox, monkeypatch):
-    refused(sandbox, ["batch", a_ct(sandbox), "--out", sandbox / "out"], ["is a CT file", "dpo-score run"],
-            monkeypatch)
-
-
-def test_missing_manifest(sandbox, monkeypatch):
-    refused(sandbox, ["batch", sandbox / "absent.csv", "--out", sandbox / "out"], ["no such folder or manifest"],
-            monkeypatch)
-
-
-def test_folder_without_cts(sandbox, monkeypatch):
-    (sandbox / "cts").mkdir()
-    (sandbox / "cts" / "readme.txt").write_text("no CT here")
-    refused(sandbox, ["batch", sandbox / "cts", "--out", sandbox / "out"], ["holds no CT files"], monkeypatch)
+@pytest.mark.parametrize("name,files,argv,phrases", BATCH_INPUTS, ids=[b[0] for b in BATCH_INPUTS])
+def test_bad_batch_input_is_refused(sandbox, monkeypatch, name, files, argv, phrases):
+    refused(sandbox, prepared(sandbox, files, argv), phrases, monkeypatch)
 
 
 def test_folder_names_are_mapped_to_safe_case_ids(tmp_path):

@@ -4,6 +4,7 @@ and the same argument is described the same way in every command (issue 15, poin
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -65,3 +66,49 @@ def test_rendered_help_shows_what_the_issue_found_missing():
     assert "(default: 1)" in batch and "each in its own process" in batch
     assert "DICOM series" in run and "how the lobes are made" in run
     assert "where lungmask runs" in lobes and "LTRCLobes numbering" in lobes and "(default: auto)" in lobes
+
+
+def readme_synopsis() -> dict[str, str]:
+    """The README's command synopsis (its "## Command line" code block), one text per command
+    (``cohort sample`` apart from ``cohort``), continuation lines joined."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("## Command line"):].split("```")[1]
+    entries: dict[str, str] = {}
+    name = None
+    for line in block.splitlines():
+        if line.startswith("dpo-score "):
+            words = line.split()
+            name = " ".join(words[1:3]) if words[1:3] == ["cohort", "sample"] else words[1]
+            entries[name] = line
+        elif name and line.strip():
+            entries[name] += " " + line
+    return entries
+
+
+POLICY_OPTIONS = {"--def1", "--def2", "--dendriform-nodules"}
+
+
+def options_of(parser: argparse.ArgumentParser) -> set[str]:
+    return {option for action in described(parser) for option in action.option_strings if option.startswith("--")}
+
+
+def test_readme_synopsis_names_exactly_the_options_of_each_command():
+    """Each command's synopsis in the README lists every option its --help has, and none it has not
+    ("[policy options]" stands for the scoring policy's three, batch takes run's but two)."""
+    from DPOScoringLib.cohort.cohort_cli import analysis_parser, sample_parser
+
+    parsers = {name: parser for name, parser in commands().items() if name != "cohort"}
+    parsers.update({"cohort": analysis_parser(), "cohort sample": sample_parser()})
+    synopsis = readme_synopsis()
+    assert set(synopsis) == set(parsers)
+    for name, parser in parsers.items():
+        text = synopsis[name]
+        listed = set(re.findall(r"--[a-z0-9][a-z0-9-]*", text))
+        if "[policy options]" in text:
+            listed |= POLICY_OPTIONS
+        if "[run's options but --force and --quiet]" in text:
+            listed = (listed - {"--force", "--quiet"}) | (options_of(parsers["run"]) - {"--force", "--quiet"})
+        wanted = options_of(parser)
+        assert listed == wanted, f"{name}: missing {sorted(wanted - listed)}, not an option {sorted(listed - wanted)}"

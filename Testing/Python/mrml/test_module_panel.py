@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from DPOScoringLib.mrml import module_panel
-from DPOScoringLib.mrml.mrml_module_logic import ASSESSMENT_COLUMNS
+from DPOScoringLib.mrml.module_panel import ASSESSMENT_COLUMNS
 
 UI = Path(__file__).resolve().parents[3] / "DPOScoring" / "Resources" / "UI" / "DPOScoring.ui"
 

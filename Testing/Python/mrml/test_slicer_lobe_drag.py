@@ -217,6 +217,8 @@ def test_lobes_in_separate_layers_take_the_full_path_and_stay_right(scene_case):
     assert logic.lobe_updates.start(volume, segmentation) == "full recompute"
     assert np.array_equal(exported(logic, segmentation, volume),
                           assign_lobes(lungs, geometry, logic.fissure_points()))
+    # two layers: lobe_array reads through the export (exported_lobes), as this test's own export
+    assert np.array_equal(logic.lobe_array(segmentation, volume), exported(logic, segmentation, volume))
 
 
 def test_the_layer_reader_equals_slicers_export_with_a_foreign_segment_in_the_layer(scene_case):

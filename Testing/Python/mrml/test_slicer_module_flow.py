@@ -29,8 +29,9 @@ import SimpleITK as sitk  # noqa: E402
 
 from DPOScoringLib.common.anatomy import BY_LABEL, LOBE_CODES  # noqa: E402
 from DPOScoringLib.lobes.fissures import FISSURE_NAMES, load_points, update_lobes  # noqa: E402
+from DPOScoringLib.mrml.module_panel import WORKER_BOOT  # noqa: E402
 from DPOScoringLib.mrml.mrml_logic import create_headless_scene  # noqa: E402
-from DPOScoringLib.mrml.mrml_module_logic import WORKER_BOOT, ModuleLogic  # noqa: E402
+from DPOScoringLib.mrml.mrml_module_logic import ModuleLogic  # noqa: E402
 
 
 def run_worker(arguments):

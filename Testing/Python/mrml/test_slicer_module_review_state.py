@@ -270,7 +270,7 @@ def test_empty_paths_are_not_passed_to_the_background_process(fresh, tmp_path):
 
 
 def test_worker_lines():
-    from DPOScoringLib.mrml.mrml_module_logic import parse_worker_line
+    from DPOScoringLib.mrml.module_panel import parse_worker_line
 
     assert parse_worker_line("[pid 4242]") == ("pid", 4242, "")
     assert parse_worker_line("[ 42%] fitting the right oblique fissure") == (
