@@ -30,7 +30,7 @@ from DPOScoringLib.synthetic.phantom import matches_truth
 
 SLICES = ["fibrosis_1mm", "fibrosis_2mm"]
 # issue 9's acceptance numbers, and the levels measured on these phantoms (1 mm / 2 mm)
-ISSUE_ALL_POS, REACHED_ALL_POS = 0.95, 0.84  # measured 40/45 (89 %) and 37/44 (84 %)
+ISSUE_ALL_POS, REACHED_ALL_POS = 0.95, 0.84  # measured 41/45 (91 %) and 37/44 (84 %)
 ISSUE_PLEURAL, REACHED_PLEURAL = 0.90, 0.80  # measured 18/20 (90 %) and 17/21 (81 %)
 
 
@@ -41,6 +41,12 @@ def nodular(case):
 def found_as_nodular(case, findings):
     assigned = case.assignment()
     return [f for f in findings if f["id"] in assigned and assigned[f["id"]].kind == "nodular"]
+
+
+def found_and_missed(case, findings):
+    """The findings found as nodular candidates, and the others."""
+    found = found_as_nodular(case, findings)
+    return found, [f for f in findings if f not in found]
 
 
 def describe(case, findings):
@@ -63,27 +69,22 @@ def test_fibrosis_phantom_holds_what_the_paper_describes(request, name):
     assert gaps and max(gaps) < 3.0
 
 
-@pytest.mark.parametrize("name", SLICES)
-def test_pos_found_over_all_pos(request, name):
-    case = request.getfixturevalue(name)
-    pos = nodular(case)
-    found = found_as_nodular(case, pos)
-    missed = [f for f in pos if f not in found]
-    assert len(found) / len(pos) >= REACHED_ALL_POS, (  # issue 9: ISSUE_ALL_POS, not reached (2 of 45 and 4
-        # of 44 POs peak below 200 HU after partial volume; the others missed abut a rib or lie in
-        # consolidation beyond the lung mask; Docs/detection.md section 5)
-        f"{len(found)}/{len(pos)} found; missed {describe(case, missed)}")
+# issue 9 asks ISSUE_ALL_POS and ISSUE_PLEURAL; not reached: 2 of 45 and 4 of 44 POs peak below 200 HU
+# after partial volume, the others missed abut a rib or lie in ground glass beyond the lung mask
+# (Docs/detection.md section 5). The REACHED levels guard against regression.
+SUBSETS = {"all": (lambda f: True, REACHED_ALL_POS), "pleural": (lambda f: f["pleural"], REACHED_PLEURAL)}
 
 
+@pytest.mark.parametrize("subset", sorted(SUBSETS))
 @pytest.mark.parametrize("name", SLICES)
-def test_pleural_pos_found(request, name):
+def test_pos_found(request, name, subset):
+    """Sensitivity over every PO of the subset (all, or those abutting the pleura)."""
     case = request.getfixturevalue(name)
-    pleural = [f for f in nodular(case) if f["pleural"]]
-    assert pleural
-    found = found_as_nodular(case, pleural)
-    missed = [f for f in pleural if f not in found]
-    assert len(found) / len(pleural) >= REACHED_PLEURAL, (  # issue 9: ISSUE_PLEURAL, not reached
-        f"{len(found)}/{len(pleural)}; missed {describe(case, missed)}")
+    member, reached = SUBSETS[subset]
+    pos = [f for f in nodular(case) if member(f)]
+    assert pos
+    found, missed = found_and_missed(case, pos)
+    assert len(found) / len(pos) >= reached, f"{len(found)}/{len(pos)} found; missed {describe(case, missed)}"
 
 
 @pytest.mark.parametrize("name", SLICES)
@@ -91,8 +92,7 @@ def test_pos_beside_honeycomb_cysts_are_not_airway_walls(request, name):
     case = request.getfixturevalue(name)
     beside = [f for f in nodular(case) if f["beside_cyst"]]
     assert beside
-    found = found_as_nodular(case, beside)
-    missed = [f for f in beside if f not in found]
+    found, missed = found_and_missed(case, beside)
     reasons = [e["reason"] for e in case.run.result.excluded]
     walls = [e["lps"] for e in case.run.result.excluded if e["reason"].startswith("calcified airway wall")]
     assert not [f["id"] for f in beside if any(matches_truth(f, lps) for lps in walls)], "a cyst taken for an airway"
