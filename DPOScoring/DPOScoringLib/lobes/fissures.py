@@ -146,6 +146,14 @@ def assign_lobes(lungs: np.ndarray, geometry, points: dict[str, np.ndarray],
     return lobes
 
 
+def moved_fissures(old_points: dict, new_points: dict) -> list[str]:
+    """The fissures (``FISSURES`` order) whose points in ``new_points`` differ from ``old_points``:
+    new, another number of points, or any point moved."""
+    return [name for name in FISSURES if name in new_points and
+            (name not in old_points or np.shape(old_points[name]) != np.shape(new_points[name])
+             or not np.allclose(old_points[name], new_points[name]))]
+
+
 def lobe_changes(lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
                  new_points: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     """The voxels a move of fissure points can relabel, with their new labels: ``(kk, jj, ii,
@@ -155,9 +163,7 @@ def lobe_changes(lungs: np.ndarray, geometry, old_points: dict[str, np.ndarray],
     those voxels (``lungs[kk, jj, ii]``) and for its shape: an array, or a view that looks them up."""
     empty = np.zeros(0, dtype=np.int64)
     found = [(empty, empty, empty, np.zeros(0, dtype=np.uint8))]
-    changed = [name for name in FISSURES if name in new_points and
-               (name not in old_points or np.shape(old_points[name]) != np.shape(new_points[name])
-                or not np.allclose(old_points[name], new_points[name]))]
+    changed = moved_fissures(old_points, new_points)
     nk = lungs.shape[0]
     for side in (1, 2):
         names = [n for n in FISSURES if FISSURE_LUNG[n] == side]

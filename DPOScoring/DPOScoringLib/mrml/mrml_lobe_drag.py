@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ct.ct_image import Geometry
-from .mrml_lobe_layer import LobeLayer, matrix_of
+from ..lobes.fissures import lobe_changes, moved_fissures
+from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, matrix_of
 
 RUNNING, APPLIED, IDLE, SUPERSEDED, FULL = "running", "applied", "idle", "superseded", "full recompute"
 # Each poll waits this long for the worker, the GIL released meanwhile. Slicer's embedded Python
@@ -36,21 +37,18 @@ def volume_geometry(volume) -> Geometry:
     """The core's geometry of an LPS-ordered volume node, from its IJK-to-RAS matrix (no voxel copy)."""
     m = matrix_of(volume.GetIJKToRASMatrix)
     spacing = np.linalg.norm(m[:3, :3], axis=0)
-    origin = np.diag([-1.0, -1.0, 1.0]) @ m[:3, 3]
+    origin = LPS_DIRECTION @ m[:3, 3]
     return Geometry(tuple(int(d) for d in volume.GetImageData().GetDimensions()), tuple(float(s) for s in spacing),
                     tuple(float(v) for v in origin), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
 
 
 def _compute(layer: LobeLayer, geometry: Geometry, old_points: dict, new_points: dict):
     """Worker thread: the voxels to relabel (the lungs looked up in the layer voxel by voxel)."""
-    from ..lobes.fissures import lobe_changes
-
     return lobe_changes(layer.lungs(), geometry, old_points, new_points)
 
 
 def _moved(before: dict, after: dict) -> list[str]:
-    return sorted(name for name in after if name not in before or np.shape(before[name]) != np.shape(after[name])
-                  or not np.allclose(before[name], after[name]))
+    return sorted(moved_fissures(before, after))
 
 
 @dataclass

@@ -22,7 +22,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from ..common.anatomy import BY_CODE
+from ..common.anatomy import BY_CODE, lungs_from_lobes
 
 LPS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # an LPS-ordered volume's IJK axes in RAS
 # a layer's voxels are the reference volume's when their IJK-to-RAS matrices agree this closely
@@ -110,10 +110,7 @@ class LobeLayer:
     def lungs(self) -> LayerLungs:
         """The lungs (1 right, 2 left) as the core's ``fissures.lobe_changes`` reads them, looked up
         in the layer voxel by voxel: no whole-volume array is made."""
-        sides = np.zeros(self.lookup.size, dtype=np.uint8)
-        sides[self.lookup > 0] = 1
-        sides[self.lookup > 3] = 2
-        return LayerLungs(self.view(), self.offset, self.shape, sides)
+        return LayerLungs(self.view(), self.offset, self.shape, lungs_from_lobes(self.lookup))
 
     def write(self, kk, jj, ii, labels) -> int:
         """Spec labels into the layer at (kk, jj, ii) (reference grid), only where they differ;
