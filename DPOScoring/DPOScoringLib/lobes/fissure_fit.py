@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from ..common.progress import Progress, ensure_progress
 from .fissure_enhancement import FissureEvidence
-from .fissures import FISSURE_LUNG, FISSURE_NAMES, FISSURES, FissureSurface
+from .fissures import FISSURE_LUNG, FISSURE_NAMES, FISSURES, LOW_CONFIDENCE, FissureSurface
 
 CELL_MM = 4.0
 WINDOWS_MM = (40.0, 40.0, 20.0, 8.0)
@@ -59,7 +59,6 @@ MIN_SUPPORTED_SHARE = 0.08
 EXCLUDE_NEAR_MM = 5.0
 OUTPUT_GRID = 6
 MIN_CONFIDENCE = 0.10
-LOW_CONFIDENCE = 0.25
 REORIENT_MM = WINDOWS_MM[0]
 
 

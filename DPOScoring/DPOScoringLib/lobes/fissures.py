@@ -31,6 +31,9 @@ FISSURE_NAMES = {"RO": "right oblique fissure", "RH": "right horizontal fissure"
                  "LO": "left oblique fissure", "LG": "lingular boundary"}
 FISSURE_LUNG = {"RO": 1, "RH": 1, "LO": 2, "LG": 2}
 POINTS_SCHEMA = "dpo-fissure-points/1"
+# a fitted fissure supported by image evidence over less than this share of its surface is named
+# for the reader to check (the lobes command warns, the report and the Slicer panel say "check")
+LOW_CONFIDENCE = 0.25
 EVALUATION_STEP_MM = 3.0
 
 

@@ -21,6 +21,8 @@ from ..common.anatomy import LOBES
 from ..common.errors import DPOInputError
 from ..ct.label_maps import read_image_file
 
+PROVENANCE_SCHEMA = "dpo-lobe-provenance/1"  # how the lobes were made (lobes --provenance-out)
+
 LUNGMASK_LTRC = {1: "LUL+", 2: "LLL", 3: "RUL", 4: "RML", 5: "RLL"}
 TOTALSEGMENTATOR_TOTAL = {10: "LUL+", 11: "LLL", 12: "RUL", 13: "RML", 14: "RLL"}
 OWN_LABELS = {lobe.label: lobe.code for lobe in LOBES}

@@ -19,10 +19,9 @@ from ..ct.label_maps import check_grid
 from ..ct.lung_mask import segment_lungs
 from .fissures import assign_lobes, load_points
 from .lingula_split import split_lingula
-from .lobe_files import read_lobe_source, to_spec_labels, write_label_map, write_segmentation
+from .lobe_files import PROVENANCE_SCHEMA, read_lobe_source, to_spec_labels, write_label_map, write_segmentation
 
 METHODS = ("fissures", "lungmask", "import")
-PROVENANCE_SCHEMA = "dpo-lobe-provenance/1"
 
 
 @dataclass

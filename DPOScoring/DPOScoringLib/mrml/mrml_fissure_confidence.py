@@ -14,13 +14,10 @@ import json
 from pathlib import Path
 
 from ..common.errors import DPOInputError
+from ..lobes.fissures import FISSURE_NAMES, FISSURES, LOW_CONFIDENCE
+from ..lobes.lobe_files import PROVENANCE_SCHEMA
 
 PROVENANCE_ATTRIBUTE = "DPOScoring.LobeProvenance"
-PROVENANCE_SCHEMA = "dpo-lobe-provenance/1"  # as lobe_pipeline writes it (not imported: it needs scipy)
-FISSURE_ORDER = ("RO", "RH", "LO", "LG")  # fissures.FISSURES
-FISSURE_NAMES = {"RO": "right oblique fissure", "RH": "right horizontal fissure",
-                 "LO": "left oblique fissure", "LG": "lingular boundary"}  # fissures.FISSURE_NAMES
-LOW_CONFIDENCE = 0.25  # fissure_fit.LOW_CONFIDENCE: below it the lobes command warns
 ROW_COLUMNS = ("fissure", "supported by the image", "surface", "check")
 
 
@@ -52,7 +49,7 @@ def mark_moved(segmentation, names) -> None:
     if not document or not names:
         return
     moved = set(document.get("moved_by_reader", [])) | set(names)
-    document["moved_by_reader"] = [name for name in FISSURE_ORDER if name in moved]
+    document["moved_by_reader"] = [name for name in FISSURES if name in moved]
     store_provenance(segmentation, document)
 
 
@@ -62,7 +59,7 @@ def confidence_rows(document: dict | None) -> list[tuple[str, str, str, str]]:
     fissures = ((document or {}).get("provenance") or {}).get("fissures") or {}
     moved = set((document or {}).get("moved_by_reader", []))
     rows = []
-    for name in FISSURE_ORDER:
+    for name in FISSURES:
         item = fissures.get(name)
         if item is None:
             continue

@@ -83,14 +83,15 @@ def test_a_file_of_another_schema_is_refused_in_one_line(tmp_path):
         panel.load_provenance(path)
 
 
-def test_the_panel_module_copies_of_core_names_have_not_drifted():
-    """The panel module repeats a few core names so that DPOScoring.py loads before scipy is installed."""
-    from DPOScoringLib.lobes.fissure_fit import LOW_CONFIDENCE
+def test_the_panel_uses_the_core_names_the_lobes_command_writes_with():
+    """One home: the fissures, their names, the low-support share and the provenance schema the
+    panel reads are the ones the lobes command and the fissure fit use."""
+    from DPOScoringLib.lobes import fissure_fit, lobe_pipeline
     from DPOScoringLib.lobes.fissures import FISSURE_NAMES, FISSURES
-    from DPOScoringLib.lobes.lobe_pipeline import PROVENANCE_SCHEMA
 
-    assert panel.FISSURE_ORDER == FISSURES and panel.FISSURE_NAMES == FISSURE_NAMES
-    assert panel.LOW_CONFIDENCE == LOW_CONFIDENCE and panel.PROVENANCE_SCHEMA == PROVENANCE_SCHEMA
+    assert panel.FISSURES is FISSURES and panel.FISSURE_NAMES is FISSURE_NAMES
+    assert panel.LOW_CONFIDENCE == fissure_fit.LOW_CONFIDENCE
+    assert panel.PROVENANCE_SCHEMA == lobe_pipeline.PROVENANCE_SCHEMA
 
 
 def test_lobes_refuses_an_existing_provenance_file_before_any_work(tmp_path, capsys):
