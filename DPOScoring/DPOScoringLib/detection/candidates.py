@@ -25,6 +25,7 @@ from ..common.anatomy import UNASSIGNED, lobe_at
 from ..common.progress import Progress, ensure_progress
 from ..ct.contrast import VESSEL_ENHANCED_HU
 from ..ct.voxel_boxes import bounding_box
+from .bone_foci import foci_on_bone
 from .measurements import (
     DENDRIFORM_MAX_THICKNESS_MM,
     DENDRIFORM_MIN_EXTENT_MM,
@@ -396,24 +397,29 @@ class _Detector:
         dendriform ossification on the pleura fused by blur with a rib that touches the lung. The
         lung mask's edge may overlap a rib's cortex by a voxel: that sliver is no core. Each core is
         grown back by one voxel within the structure's part inside the lung (its edge voxels), so a
-        core does not take the rib sliver it touches along."""
+        core does not take the rib sliver it touches along. A PO on the pleura where a rib touches
+        the lung may have no such core: it is found as a compact focus of its own at the lung
+        (``bone_foci.foci_on_bone``: apart from the bone at the seed level, or brighter than it)."""
         inside = component & lung_local
+        judged = np.zeros(component.shape, dtype=bool)
         calcific = inside & (crop >= self.seed_hu)
-        if not calcific.any():
-            return
-        deep = edt.edt(lung_local, anisotropy=tuple(self.spacing_kji), black_border=False) > float(
-            self.spacing_kji[1:].max())
-        cores = cc3d.connected_components(inside & deep, connectivity=26)
-        calcific_cores = np.unique(cores[calcific & deep])
-        if calcific_cores.size == 0:
-            return
-        boxes = cc3d.statistics(cores)["bounding_boxes"]
-        for core in calcific_cores:
-            box = tuple(slice(max(b.start - 2, 0), min(b.stop + 2, n)) for b, n in zip(boxes[core], cores.shape))
-            part = ndimage.binary_dilation(cores[box] == core) & inside[box]
-            if part.sum() * self.voxel_mm3 > self.params.max_volume_mm3 or not self._shaped_like_ossification(part):
-                continue  # too big for an ossification, or a sliver of the bone's surface
-            self._keep_or_exclude(crop[box], part, np.asarray(lo) + [b.start for b in box], lung_local[box])
+        if calcific.any():
+            deep = edt.edt(lung_local, anisotropy=tuple(self.spacing_kji), black_border=False) > float(
+                self.spacing_kji[1:].max())
+            cores = cc3d.connected_components(inside & deep, connectivity=26)
+            calcific_cores = np.unique(cores[calcific & deep])
+            boxes = cc3d.statistics(cores)["bounding_boxes"] if calcific_cores.size else None
+            for core in calcific_cores:
+                box = tuple(slice(max(b.start - 2, 0), min(b.stop + 2, n)) for b, n in zip(boxes[core], cores.shape))
+                part = ndimage.binary_dilation(cores[box] == core) & inside[box]
+                if part.sum() * self.voxel_mm3 > self.params.max_volume_mm3 or not self._shaped_like_ossification(part):
+                    continue  # too big for an ossification, or a sliver of the bone's surface
+                judged[box] |= ndimage.binary_dilation(part, iterations=2)
+                self._keep_or_exclude(crop[box], part, np.asarray(lo) + [b.start for b in box], lung_local[box])
+        # a PO on the pleura with no core deep in the lung: a compact focus of its own at the lung (bone_foci)
+        for window, piece in foci_on_bone(crop, component, lung_local, self.spacing_kji, self.faint_seed_hu,
+                                          self.params.touch_mm, judged):
+            self._keep_or_exclude(crop[window], piece, np.asarray(lo) + [w.start for w in window], lung_local[window])
 
     def _shaped_like_ossification(self, part: np.ndarray) -> bool:
         """A core split off a bone is a nodule (about as thick as it is long) or a branch (thinner
