@@ -25,7 +25,7 @@ from ..common.anatomy import UNASSIGNED, lobe_at
 from ..common.progress import Progress, ensure_progress
 from ..ct.contrast import VESSEL_ENHANCED_HU
 from ..ct.voxel_boxes import bounding_box
-from .bone_foci import foci_on_bone
+from .bone_foci import claim, foci_on_bone
 from .measurements import (
     DENDRIFORM_MAX_THICKNESS_MM,
     DENDRIFORM_MIN_EXTENT_MM,
@@ -414,7 +414,7 @@ class _Detector:
                 part = ndimage.binary_dilation(cores[box] == core) & inside[box]
                 if part.sum() * self.voxel_mm3 > self.params.max_volume_mm3 or not self._shaped_like_ossification(part):
                     continue  # too big for an ossification, or a sliver of the bone's surface
-                judged[box] |= ndimage.binary_dilation(part, iterations=2)
+                claim(judged, box, part, self.spacing_kji)
                 self._keep_or_exclude(crop[box], part, np.asarray(lo) + [b.start for b in box], lung_local[box])
         # a PO on the pleura with no core deep in the lung: a compact focus of its own at the lung (bone_foci)
         for window, piece in foci_on_bone(crop, component, lung_local, self.spacing_kji, self.faint_seed_hu,

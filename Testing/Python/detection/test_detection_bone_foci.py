@@ -121,6 +121,35 @@ def test_a_po_joined_to_the_rib_only_by_blur_is_a_candidate_on_1mm_slices():
     assert np.linalg.norm(np.asarray(result.candidates[0].lps) - centre) < 1.5
 
 
+def test_a_po_touching_the_rib_and_dimmer_than_its_cortex_is_a_candidate():
+    """1 mm slices: a 1.8 mm PO of 900 HU touching the rib peaks below the cortex beside it and
+    has no saddle at the seed level: only its shape tells it, standing out of the bone's surface
+    into the lung. Found as nodular."""
+    spacing = (0.8, 0.8, 1.0)
+    hu, _, centre = po_on_rib(spacing, 1.8, 900.0, seed=4)
+    lungs = lung_mask(hu, spacing, (centre, 1.8))
+    assert_fused_and_not_deep(hu, spacing, lungs, centre, 1.8)
+    index = np.round(centre / np.array(spacing)).astype(int)[::-1]
+    near = hu[tuple(slice(i - 2, i + 3) for i in index)]
+    labels = cc3d.connected_components(hu >= 200, connectivity=26)
+    assert (labels == labels[tuple(index)]).sum() > 1000  # one with the rib at 200 HU
+    assert near.max() > hu[tuple(index)] + 300  # the cortex beside it is brighter than the PO
+    result = detect(hu, spacing, lungs)
+    assert [c.kind for c in result.candidates] == ["nodular"], [(c.kind, c.lps) for c in result.candidates]
+    assert np.linalg.norm(np.asarray(result.candidates[0].lps) - centre) < 1.5
+
+
+def test_a_bone_bump_larger_than_a_po_gives_no_candidate():
+    """A 6 mm half-sphere of bone (700 HU) on the rib's lung surface (an osteophyte-like bump)
+    stands out into the lung but is larger than a PO can be (4 mm): no candidate."""
+    for spacing in ((0.8, 0.8, 1.0), (0.8, 0.8, 2.0)):
+        hu, _ = rib_volume(spacing, seed=5)
+        bump = np.array([PLEURA_X_MM, 35.0, RIB_Z_MM])
+        implant_spheres(hu, spacing, (0, 0, 0), [(bump, 6.0, 700.0)], psf_sigma_mm=0.45)
+        result = detect(hu, spacing, lung_mask(hu, spacing, (bump, 6.0)))
+        assert result.candidates == [], (spacing, [(c.kind, c.lps, c.peak_hu) for c in result.candidates])
+
+
 def test_a_rib_alone_gives_no_candidate():
     """The rib with its ends (the cortex's corners there are bright knobs) and noise, at 1 and
     2 mm slices and several noise draws: listed as bone, never a candidate."""
