@@ -91,10 +91,14 @@ def _offsets_within(reach_mm: float, spacing_kji: np.ndarray) -> np.ndarray:
     return grid[np.linalg.norm(grid * spacing_kji, axis=1) <= reach_mm + 1e-6]
 
 
-def _gather(array: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``array`` at every point + offset (clipped to the array), shape (points, offsets)."""
-    where = np.clip(points[:, None, :] + offsets[None], 0, np.array(array.shape) - 1)
-    return array[tuple(np.moveaxis(where, -1, 0))]
+def _gather(array: np.ndarray, points: np.ndarray, offsets: np.ndarray, outside) -> np.ndarray:
+    """``array`` at every point + offset, ``outside`` where that falls off the array; shape
+    (points, offsets)."""
+    where = points[:, None, :] + offsets[None]
+    off = ((where < 0) | (where >= np.array(array.shape))).any(axis=-1)
+    values = array[tuple(np.moveaxis(np.clip(where, 0, np.array(array.shape) - 1), -1, 0))]
+    values[off] = outside
+    return values
 
 
 def foci_on_bone(crop: np.ndarray, component: np.ndarray, lung_local: np.ndarray, spacing_kji,
@@ -104,9 +108,10 @@ def foci_on_bone(crop: np.ndarray, component: np.ndarray, lung_local: np.ndarray
     touching the lung) at the lung: a local maximum >= ``seed_hu`` within ``reach_mm`` of the
     lung mask that is a compact piece of its own either at ``seed_hu`` (joined to the bone only
     by blur below that level) or, when brighter than the bone around it by
-    ``BRIGHTER_THAN_BONE_HU``, above a saddle ``FOCUS_PROMINENCE_HU`` below its peak. ``skip``:
-    voxels already judged (the structure's cores deep in the lung). ``window`` is a slice tuple
-    into ``crop``; ``piece`` a bool mask in it."""
+    ``BRIGHTER_THAN_BONE_HU``, above a saddle ``FOCUS_PROMINENCE_HU`` below its peak; or a piece
+    of bone voxels >= ``seed_hu`` there standing out of the bone's surface into the lung
+    (``_protruding``). ``skip``: voxels already judged (around the structure's cores deep in the
+    lung, ``claim``). ``window`` is a slice tuple into ``crop``; ``piece`` a bool mask in it."""
     spacing_kji = np.asarray(spacing_kji, dtype=float)
     candidates = component & (crop >= seed_hu)
     if skip is not None:
@@ -116,9 +121,9 @@ def foci_on_bone(crop: np.ndarray, component: np.ndarray, lung_local: np.ndarray
         return []
     floor = np.array(np.iinfo(np.int32).min, dtype=np.int32)
     values = np.where(component, crop.astype(np.int32, copy=False), floor)  # the bone's HU, nothing else
-    points = points[_gather(lung_local, points, _offsets_within(reach_mm, spacing_kji)).any(axis=1)]  # at the lung
+    points = points[_gather(lung_local, points, _offsets_within(reach_mm, spacing_kji), False).any(axis=1)]
     around = np.array(list(itertools.product((-1, 0, 1), repeat=3)))
-    peaks = points[values[tuple(points.T)] >= _gather(values, points, around).max(axis=1)]  # local maxima
+    peaks = points[values[tuple(points.T)] >= _gather(values, points, around, floor).max(axis=1)]  # local maxima
     order = np.argsort(-values[tuple(peaks.T)], kind="stable")
     half = np.ceil(LARGE_SHORT_AXIS_MM / spacing_kji).astype(int) + 1
     taken = np.zeros(crop.shape, dtype=bool) if skip is None else skip.copy()
@@ -157,10 +162,10 @@ def _protruding(values, points, lung_local, spacing_kji, taken) -> list[tuple[tu
     and its ball is about 0.5 + 0.75 r / R lung: 0.69 for the smallest PO, r = 0.75 mm). Each
     connected piece of such voxels, compact and not yet taken, is a focus."""
     within_voxel = _offsets_within(float(spacing_kji[1:].max()) + 1e-6, spacing_kji)
-    points = points[~_gather(lung_local, points, within_voxel).all(axis=1)]  # deep in the lung: the cores' part
+    points = points[~_gather(lung_local, points, within_voxel, False).all(axis=1)]  # deep in the lung: the cores'
     if points.size == 0:
         return []
-    share = _gather(lung_local, points, _offsets_within(PROTRUSION_RADIUS_MM, spacing_kji)).mean(axis=1)
+    share = _gather(lung_local, points, _offsets_within(PROTRUSION_RADIUS_MM, spacing_kji), False).mean(axis=1)
     points = points[(share > PROTRUSION_SHARE) & ~taken[tuple(points.T)]]
     if points.size == 0:
         return []
