@@ -48,17 +48,25 @@ def real_ct(figures: Path | None) -> dict:
     from DPOScoringLib.common.anatomy import lobe_volumes_ml
     from DPOScoringLib.lobes.fissures import assign_lobes
 
+    document = json.loads((REPO / "Testing" / "Data" / "thorax_ct_fissure_points.json").read_text())
+    parts = {f"{name} {part}": annotation[name][start:end]
+             for name, ranges in document.get("parts", {}).items() for part, (start, end) in ranges.items()}
+    superseded = {name: np.asarray(item["points"], dtype=float)
+                  for name, item in document.get("superseded", {}).items()}
     result = {"template": summarise(annotation, template), "fitted": summarise(annotation, fitted),
+              "parts": {"template": summarise(parts, {k: template[k.split()[0]] for k in parts}),
+                        "fitted": summarise(parts, {k: fitted[k.split()[0]] for k in parts})},
+              "superseded": {"template": summarise(superseded, template), "fitted": summarise(superseded, fitted)},
               "fissures": provenance["fissures"], "warnings": warnings,
               "volumes_ml": {name: {code: round(v, 0) for code, v in lobe_volumes_ml(
                   assign_lobes(mask.labels, ct.geometry, points), ct.spacing).items()}
                   for name, points in (("template", template), ("fitted", fitted))}}
     if figures is not None:
-        _real_figure(ct, template, fitted, annotation, figures / "lobes-real-ct-sagittal.png")
+        _real_figure(ct, template, fitted, annotation, superseded, figures / "lobes-real-ct-sagittal.png")
     return result
 
 
-def _real_figure(ct, template, fitted, annotation, out: Path):
+def _real_figure(ct, template, fitted, annotation, superseded, out: Path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -67,14 +75,14 @@ def _real_figure(ct, template, fitted, annotation, out: Path):
     from DPOScoringLib.lobes.fissures import FissureSurface
 
     g = ct.geometry
-    planes = (-120.0, -90.0, 90.0, 115.0)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9), dpi=80)
+    planes = (-110.0, -95.0, -85.0, -75.0, 90.0, 115.0)
+    fig, axes = plt.subplots(3, 2, figsize=(11, 13), dpi=80)
     axes = axes.ravel()
     for ax, x in zip(axes, planes):
         i = int(round((x - g.origin[0]) / g.spacing[0]))
         img = ndimage.zoom(ct.array[:, :, i - 1:i + 2].mean(axis=2), (g.spacing[2], g.spacing[1]), order=1)
         extent = [g.origin[1], g.origin[1] + img.shape[1], g.origin[2], g.origin[2] + img.shape[0]]
-        ax.imshow(img, cmap="gray", vmin=-1000, vmax=-500, origin="lower", extent=extent)
+        ax.imshow(img, cmap="gray", vmin=-900, vmax=-600, origin="lower", extent=extent)
         ys = np.linspace(-70, 170, 200)
         names = ("RO", "RH") if x < 0 else ("LO", "LG")
         for name in names:
@@ -83,12 +91,15 @@ def _real_figure(ct, template, fitted, annotation, out: Path):
             if name in annotation:
                 p = annotation[name][np.abs(annotation[name][:, 0] - x) <= 6.0]
                 ax.scatter(p[:, 1], p[:, 2], s=18, facecolors="none", edgecolors="yellow")
+            if name in superseded:
+                p = superseded[name][np.abs(superseded[name][:, 0] - x) <= 6.0]
+                ax.scatter(p[:, 1], p[:, 2], s=18, marker="x", c="orange", lw=1)
         ax.set_xlim(-70, 170)
         ax.set_ylim(-125, 80)
         ax.set_title(f"x = {x:g} mm ({'right' if x < 0 else 'left'})", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.suptitle("thorax CT, sagittal (anterior left): template red dashed, method green, "
-                 "points placed by eye (within 6 mm) yellow", fontsize=9)
+    fig.suptitle("thorax CT, sagittal, 3 mm slabs (anterior left; -900/-600 HU): template red dashed, method green, "
+                 "points placed by eye within 6 mm yellow, superseded points orange x", fontsize=9)
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
 

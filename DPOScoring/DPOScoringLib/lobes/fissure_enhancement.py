@@ -16,9 +16,15 @@ Lassen et al., IEEE TMI 2013, who add the sheet's orientation). This module foll
    ``SIDE_MM`` away in both in-plane directions (a sheet, not a tube), at least
    ``PLEURA_MARGIN_MM`` inside the lung, whose sheetness is a local maximum across the sheet and
    above ``MIN_SHEETNESS``, and whose two sides (``SIDE_MM``
-   along the normal) are both aerated lung (< ``SIDE_MAX_HU``) while the centre is brighter than
-   both by ``MIN_CONTRAST_HU``. The side test rejects the surfaces of masses, vessels' walls and
-   consolidations (a step edge, not a line), which the eigenvalues alone do not.
+   along the normal) are both aerated lung (< ``SIDE_MAX_HU``) while the centre is a bump on the
+   profile across the sheet: at least as bright as the brighter side, and ``MIN_CONTRAST_HU``
+   above the background interpolated under it (the mean of the two sides, i.e. minus the second
+   difference). The side test rejects the surfaces of masses, vessels' walls and consolidations,
+   and the bump test any step edge (a blurred step is monotonic across: its centre lies between
+   its sides), which the eigenvalues alone do not. A fissure often separates lobes of different
+   aeration, i.e. it is a line on a step; the former test (``MIN_CONTRAST_HU`` above the brighter
+   side) rejected such lines, e.g. the right oblique fissure under the thorax CT's mass, where the
+   upper lobe around the mass is some 60 HU greyer than the lower lobe (Docs/lobes.md).
 
 4. Evidence points are joined into sheets (neighbours within ``SHEET_LINK_MM`` whose normals
    agree within ~32 degrees) and sheets of fewer than ``MIN_SHEET_POINTS`` points (~35 mm^2) are
@@ -154,7 +160,7 @@ def find_fissure_evidence(hu: np.ndarray, lungs: np.ndarray, geometry, progress:
              for axis in (1, 2) for sign in (1.0, -1.0)]
     extends = np.min(along, axis=0) >= 0.5 * MIN_SHEETNESS
     keep = (flat & extends & (centre < CENTRE_MAX_HU) & (side_a < SIDE_MAX_HU) & (side_b < SIDE_MAX_HU)
-            & (centre - np.maximum(side_a, side_b) >= MIN_CONTRAST_HU)
+            & (centre >= np.maximum(side_a, side_b)) & (centre - 0.5 * (side_a + side_b) >= MIN_CONTRAST_HU)
             & (strength >= across_a) & (strength >= across_b))
     progress.step(0.9, "fissure filter: evidence points")
     position, normal_zyx, strength = position[keep], normal_zyx[keep], strength[keep]

@@ -36,6 +36,7 @@ class FissurePhantomSpec:
     fibrosis: bool = True
     vessels_per_lung: int = 40
     noise_sd: float = 15.0
+    fissures: bool = True  # False: vessels and fibrosis only (a lung whose fissures are not seen)
 
 
 @dataclass
@@ -101,7 +102,7 @@ def generate_fissure_phantom(spec: FissurePhantomSpec | None = None) -> FissureP
     lobes[right] = np.where(zz < heights["RO"], 3, np.where(zz < heights["RH"], 2, 1))[right]
     lobes[left] = np.where(zz < heights["LO"], 6, np.where(zz < heights["LG"], 5, 4))[left]
     # fissure sheets with partial volume (distance along the surface normal)
-    for name, (_, b, c, d) in surfaces.items():
+    for name, (_, b, c, d) in (surfaces.items() if spec.fissures else ()):
         gx, gy = c + d * yy, b + d * xx
         distance = np.abs(zz - heights[name]) / np.sqrt(1.0 + gx ** 2 + gy ** 2)
         sheet = np.clip(1.0 - np.abs(distance) / (0.5 * FISSURE_MM + 0.5 * spacing[2]), 0.0, 1.0)

@@ -136,33 +136,44 @@ def _moved_along_normal(points: np.ndarray, mm: float) -> np.ndarray:
 
 
 def test_real_ct_fissure_distances_are_reported_per_fissure():
-    """On the real thorax CT: distances reported per fissure; the left oblique fissure is fitted to
-    the image (supported over >= 10 % of it) and lies within a median 4.5 mm (90th percentile 8 mm)
-    of the points placed by eye; moved 10 mm along its normal either way it does not. 4.5 mm is a
-    regression guard at today's measured 4.3 mm (Docs/lobes.md; 4.7 mm before the start plane was
-    turned to the evidence's dominant normal), not the issue's 3 mm target, which is not met here.
-    The fitted surface lies ~5 mm off the points on one side (Docs/lobes.md), so moved 10 mm
-    towards them it is a median 5.6 mm (90th percentile 9.0 mm) away."""
+    """On the real thorax CT: distances reported per fissure; both oblique fissures are fitted to
+    the image (each supported at least RUNNER_UP_FACTOR times as much as its runner-up) and lie
+    close to the points placed by eye; moved 10 mm along their normal either way they do not.
+    The bounds are regression guards just above today's measured values (Docs/lobes.md):
+    left oblique 2.8 / 5.3 mm (median / 90th percentile; guard 3.0 / 6.0, the issue's target
+    3 / 8); right oblique over its upper, posterior part (the points placed on sagittal reformats)
+    4.6 / 8.4 mm (guard 5.0 / 9.0; target not met). The right oblique's lower part bends down
+    steeply where the surface follows only in part (7.3 / 15.0 mm), so all right points together
+    are 6.4 / 10.5 mm (guard 7.0 / 11.5)."""
+    import json
+
     from DPOScoringLib.ct.ct_image import load_ct
+    from DPOScoringLib.lobes.fissure_fit import RUNNER_UP_FACTOR
     from DPOScoringLib.lobes.lobe_pipeline import compute_lobes
 
     ct = load_ct(require_real(REAL_CT))
     result = compute_lobes(ct, "fissures")
     annotation = load_annotation(ANNOTATION)
+    start, end = json.loads(ANNOTATION.read_text())["parts"]["RO"]["upper (sagittal, 2026-11-26)"]
     summary = summarise(annotation, result.points)
     assert set(summary) == {"RO", "LO"}
     assert all(item["points"] >= 20 and item["median_mm"] <= item["p90_mm"] for item in summary.values())
     assert set(result.fissure_confidence()) == set(FISSURES)
     assert result.provenance["landmarks"]["carina"].startswith("airway tracker")
-    left = result.provenance["fissures"]["LO"]
-    assert left["source"] == "fitted to image evidence" and left["confidence"] >= 0.10, left
-    def close(distances):
-        return bool(np.median(distances) <= 4.5 and np.percentile(distances, 90) <= 8.0)
+    for name in ("RO", "LO"):
+        item = result.provenance["fissures"][name]
+        assert item["source"] == "fitted to image evidence", item
+        assert item["confidence"] >= RUNNER_UP_FACTOR * item["runner_up_confidence"], item
 
-    assert close(distances_to_surface(annotation["LO"], result.points["LO"])), summary
-    for mm in (10.0, -10.0):  # moved 10 mm along its normal either way, it is no longer as close
-        moved = distances_to_surface(annotation["LO"], _moved_along_normal(result.points["LO"], mm))
-        assert not close(moved), (mm, np.median(moved), np.percentile(moved, 90))
+    def close(distances, median, p90):
+        return bool(np.median(distances) <= median and np.percentile(distances, 90) <= p90)
+
+    for name, points, bounds in (("LO", annotation["LO"], (3.0, 6.0)), ("RO", annotation["RO"][start:end], (5.0, 9.0))):
+        assert close(distances_to_surface(points, result.points[name]), *bounds), (name, summary)
+        for mm in (10.0, -10.0):  # moved 10 mm along its normal either way, it is no longer as close
+            moved = distances_to_surface(points, _moved_along_normal(result.points[name], mm))
+            assert not close(moved, *bounds), (name, mm, np.median(moved), np.percentile(moved, 90))
+    assert close(distances_to_surface(annotation["RO"], result.points["RO"]), 7.0, 11.5), summary
 
 
 def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, fitted_phantom):
@@ -192,3 +203,38 @@ def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, 
                               timeout=120)
     assert run.returncode == 2 and "--lungs" in run.stderr and "Traceback" not in run.stderr
     assert not refused.exists()
+
+
+def _sheet_evidence(heights_mm: list[float]):
+    """Evidence points on planes z = 0.6 y + h (31 degrees, facing forward and up) over a box lung."""
+    from DPOScoringLib.lobes.fissure_enhancement import FissureEvidence
+
+    xs, ys = np.meshgrid(np.arange(-95.0, -15.0, 1.5), np.arange(-55.0, 55.0, 1.5))
+    normal = np.array([0.0, -0.6, 1.0]) / np.sqrt(1.36)
+    points = np.concatenate([np.stack([xs.ravel(), ys.ravel(), 0.6 * ys.ravel() + h], axis=1) for h in heights_mm])
+    n = len(points)
+    return FissureEvidence(points, np.tile(normal, (n, 1)), np.ones(n), np.ones(n, dtype=np.uint8))
+
+
+def test_a_fit_is_kept_only_when_it_stands_out_from_the_runner_up():
+    """One sheet: fitted and kept (no runner-up near it). Two equal parallel sheets 25 mm apart:
+    whichever is fitted, the other supports as much, so the template is kept (RUNNER_UP_FACTOR)."""
+    from DPOScoringLib.lobes import fissure_fit
+
+    lungs, geometry = _box_lungs("none")
+    grid = fissure_fit._Grid(lungs, 1, geometry)
+    template = np.array([(x, y, 0.45 * y - 10.0) for x in (-90.0, -55.0, -20.0) for y in (-50.0, 0.0, 50.0)])
+    single = fissure_fit.fit_fissure("RO", template, _sheet_evidence([5.0]), grid)
+    assert not single.fallback and single.confidence > 0.5 and single.runner_up < 0.05, single
+    assert np.median(np.abs(single.points[:, 2] - (0.6 * single.points[:, 1] + 5.0))) < 1.5
+    double = fissure_fit.fit_fissure("RO", template, _sheet_evidence([5.0, -20.0]), grid)
+    assert double.fallback and double.confidence > 0.3, double  # well supported, yet not told apart
+    assert double.confidence < fissure_fit.RUNNER_UP_FACTOR * double.runner_up
+
+
+def test_vessels_and_fibrosis_without_fissures_keep_the_template():
+    """A lung whose vessels and fibrosis are drawn but no fissure: no fitted surface is kept."""
+    phantom = generate_fissure_phantom(FissurePhantomSpec(seed=3, fissures=False))
+    _, provenance, warnings = fissures_from_image(phantom.hu, phantom.lungs, phantom.geometry)
+    assert all(item["source"].startswith("template") for item in provenance["fissures"].values()), provenance
+    assert sum("template was kept" in w for w in warnings) == 4
