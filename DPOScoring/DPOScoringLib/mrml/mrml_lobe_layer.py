@@ -10,9 +10,14 @@ tells Slicer what changed as Slicer's own ``slicer.util.arrayFromSegmentInternal
 documents it (the layer's ``Modified()`` invalidates the derived representations through
 ``vtkSegmentation::OnSourceRepresentationModified``; each changed segment's ``Modified()`` makes the
 2-D views redraw, ``vtkMRMLSegmentationsDisplayableManager2D`` listening to ``SegmentModified``).
-Any other arrangement (segments in several layers, a layer on another grid, a left upper lobe
-still holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find``
-returns None and the caller takes the export/import path.
+Lobes in several layers (after ``SeparateSegmentLabelmap``, some Segment Editor operations, an
+import of separate label maps) are brought into one by ``collapse_layers``: Slicer's own
+``vtkSegmentation::CollapseBinaryLabelmaps`` (the Segmentations module's "collapse labelmap
+layers"), which moves segments into a shared layer only where they do not overlap and keeps each
+segment's voxels; it is called only when every layer is on the reference volume's grid, so no
+voxel is resampled. Any other arrangement (overlapping lobes, a layer on another grid, a left
+upper lobe still holding the lingula, a closed-surface source) is not handled here:
+``LobeLayer.find`` returns None and the caller takes the export/import path.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import vtk
 from vtk.util import numpy_support
 
 from ..common.anatomy import BY_CODE, lungs_from_lobes
+from .mrml_lobe_points import lobe_digest
 
 LPS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # an LPS-ordered volume's IJK axes in RAS
 # a layer's voxels are the reference volume's when their IJK-to-RAS matrices agree this closely
@@ -41,6 +47,10 @@ class LobeLayer:
     def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape):
         self.segmentation = segmentation
         self.labelmap = labelmap  # vtkOrientedImageData, kept alive while this object lives
+        # its voxel array too: a numpy view in the worker thread never outlives the memory it reads,
+        # even when an edit gives the layer new scalars meanwhile (that result is then thrown away)
+        self.scalars = labelmap.GetPointData().GetScalars()
+        self.extent = tuple(extent)
         self.segment_ids = segment_ids  # spec label 1-6 -> segment ID
         self.values = values  # spec label 1-6 -> label value in the layer
         self.offset = (extent[4], extent[2], extent[0])  # (k, j, i) of the layer's first voxel
@@ -81,6 +91,27 @@ class LobeLayer:
         return cls(segmentation, labelmap, ids, values, extent, dims[::-1])
 
     @staticmethod
+    def collapse_layers(segmentation, volume) -> bool:
+        """The segmentation's binary labelmap layers collapsed into as few as possible (Slicer's
+        ``CollapseBinaryLabelmaps(False)``: no segment overwrites another, none changes), when there
+        are several and all are on ``volume``'s grid. Returns whether it collapsed them."""
+        segments = segmentation.GetSegmentation()
+        name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+        if segments.GetSourceRepresentationName() != name or volume.GetImageData() is None:
+            return False
+        count = segments.GetNumberOfLayers(name)
+        if count < 2:
+            return False
+        reference = matrix_of(volume.GetIJKToRASMatrix)
+        for index in range(count):
+            labelmap = segments.GetLayerDataObject(index, name)
+            if labelmap is None or not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference,
+                                                   atol=MATRIX_TOLERANCE):
+                return False  # collapsing would resample this layer onto another's grid
+        segments.CollapseBinaryLabelmaps(False)
+        return segments.GetNumberOfLayers(name) < count
+
+    @staticmethod
     def lps_ordered(volume) -> bool:
         """The volume's IJK axes run toward patient left, posterior, superior: its voxel array is
         the core's LPS-oriented array (``ct_image.orient_lps`` leaves it as it is)."""
@@ -90,9 +121,14 @@ class LobeLayer:
 
     def view(self) -> np.ndarray:
         """The layer's voxels, [k, j, i], not copied (writing here writes the segmentation)."""
-        extent = self.labelmap.GetExtent()
+        extent = self.extent
         shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
-        return numpy_support.vtk_to_numpy(self.labelmap.GetPointData().GetScalars()).reshape(shape)
+        return numpy_support.vtk_to_numpy(self.scalars).reshape(shape)
+
+    def digest(self, changes=None) -> str:
+        """``mrml_lobe_points.lobe_digest`` of the lobes in this layer (after ``changes``, when
+        given: ``kk, jj, ii, labels`` as ``write`` takes them). Reads only: safe in the worker."""
+        return lobe_digest(self.view(), self.lookup, self.offset, self.shape, changes)
 
     def read(self) -> np.ndarray:
         """The lobes as spec labels 1-6 on the whole reference grid (0 elsewhere, and for voxels

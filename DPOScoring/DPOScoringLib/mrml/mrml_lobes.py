@@ -184,6 +184,25 @@ class MRMLLobes:
             nodes.append(node)
         return nodes
 
+    def remember_lobe_points(self, segmentation, volume, points: dict) -> bool:
+        """The lobes of ``segmentation`` were made from ``points``: kept on the node with the lobes'
+        digest (``mrml_lobe_points``), so that a drag after a scene reload takes the fast path.
+        Needs the lobes in one shared layer on ``volume``'s grid (else nothing is stored)."""
+        from .mrml_lobe_points import store_points
+
+        layer = LobeLayer.find(segmentation, volume, self.lobe_codes(segmentation)) \
+            if LobeLayer.lps_ordered(volume) else None
+        if layer is not None:
+            store_points(segmentation, points, layer.digest())
+        return layer is not None
+
+    def fissure_nodes(self) -> list:
+        """The scene's fissure point nodes ("DPO fissure RO" ...), e.g. after a scene was opened."""
+        from ..lobes.fissures import FISSURES
+
+        nodes = [self.scene.GetFirstNodeByName(f"DPO fissure {name}") for name in FISSURES]
+        return [node for node in nodes if node is not None and node.GetAttribute(FISSURE_ATTRIBUTE)]
+
     def observe_fissure_drags(self, nodes, callback) -> int:
         """``callback()`` when the reader releases a dragged fissure point: one observer per node
         however often lobes are computed (the previous one is replaced). Returns how many nodes

@@ -78,6 +78,34 @@ METHODS = {
                                  LIB + "mrml_fissure_confidence.py", ".SetAttribute("),
     "vtkMRMLNode.GetAttribute": ("Libs/MRML/Core/vtkMRMLNode.h", "const char* GetAttribute(const char* name);",
                                  LIB + "mrml_fissure_confidence.py", ".GetAttribute("),
+    # lobes in several layers collapsed into one (mrml_lobe_layer.collapse_layers), and the points
+    # the lobes were made from kept on the segmentation node (mrml_lobe_points)
+    "vtkSegmentation.GetNumberOfLayers": (SEGMENTATION_H, "int GetNumberOfLayers(std::string representationName",
+                                          LIB + "mrml_lobe_layer.py", ".GetNumberOfLayers(name)"),
+    "vtkSegmentation.CollapseBinaryLabelmaps": (SEGMENTATION_H, "void CollapseBinaryLabelmaps(bool forceToSingleLayer",
+                                                LIB + "mrml_lobe_layer.py", ".CollapseBinaryLabelmaps(False)"),
+    "contract: CollapseBinaryLabelmaps(false) merges only segments that do not overlap": (
+        "Libs/vtkSegmentationCore/vtkSegmentation.cxx",
+        "safeToMerge = !vtkOrientedImageDataResample::IsLabelInMask(newLayerLabelmap, thresholdedLabelmap);",
+        LIB + "mrml_lobe_layer.py", ".CollapseBinaryLabelmaps(False)"),
+    "contract: CollapseBinaryLabelmaps keeps each segment's contents": (
+        "Libs/vtkSegmentationCore/vtkSegmentation.cxx",
+        "// Although the labelmaps have been collapsed, the individual segment contents should not have been "
+        "modified.", LIB + "mrml_lobe_layer.py", ".CollapseBinaryLabelmaps(False)"),
+    "vtkMRMLNode.SetAttribute (lobe points)": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                               "void SetAttribute(const char* name, const char* value);",
+                                               LIB + "mrml_lobe_points.py", ".SetAttribute(POINTS_ATTRIBUTE"),
+    "vtkMRMLNode.GetAttribute (lobe points)": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                               "const char* GetAttribute(const char* name);",
+                                               LIB + "mrml_lobe_points.py", ".GetAttribute(POINTS_ATTRIBUTE)"),
+    "vtkMRMLNode.RemoveAttribute": ("Libs/MRML/Core/vtkMRMLNode.h", "void RemoveAttribute(const char* name);",
+                                    LIB + "mrml_lobe_points.py", ".RemoveAttribute(POINTS_ATTRIBUTE)"),
+    "contract: node attributes are written to the scene file": (
+        "Libs/MRML/Core/vtkMRMLNode.cxx", 'of << " attributes=\\"";',
+        LIB + "mrml_lobe_points.py", ".SetAttribute(POINTS_ATTRIBUTE"),
+    "vtkMRMLNode.GetAttribute (fissure nodes)": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                                 "const char* GetAttribute(const char* name);",
+                                                 LIB + "mrml_lobes.py", ".GetAttribute(FISSURE_ATTRIBUTE)"),
     # contracts: a source labelmap's Modified() reaches the segmentation (derived representations
     # invalidated, SourceRepresentationModified), a segment's Modified() redraws the 2-D views, and
     # both are how Slicer itself says to write a segment's voxels in place

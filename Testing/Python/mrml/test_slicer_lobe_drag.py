@@ -208,17 +208,195 @@ def test_an_error_in_the_worker_reaches_the_caller(scene_case, monkeypatch):
     assert not logic.lobe_updates.running
 
 
-def test_lobes_in_separate_layers_take_the_full_path_and_stay_right(scene_case):
+def test_lobes_in_separate_layers_are_collapsed_voxel_for_voxel_and_take_the_fast_path(scene_case):
     scene, logic, volume, segmentation, lungs, geometry = scene_case
     segments = segmentation.GetSegmentation()
-    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("lingula"))
-    assert segments.GetNumberOfLayers() == 2
+    for name in ("lingula", "right upper lobe"):  # as SeparateSegmentLabelmap / some editor effects leave them
+        segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName(name))
+    assert segments.GetNumberOfLayers() == 3
+    before = exported(logic, segmentation, volume)
     move_point(scene, "RO", 4, 10.0)
-    assert logic.lobe_updates.start(volume, segmentation) == "full recompute"
-    assert np.array_equal(exported(logic, segmentation, volume),
-                          assign_lobes(lungs, geometry, logic.fissure_points()))
-    # two layers: lobe_array reads through the export (exported_lobes), as this test's own export
-    assert np.array_equal(logic.lobe_array(segmentation, volume), exported(logic, segmentation, volume))
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"  # collapsed on the GUI thread, computed in the worker
+    assert segments.GetNumberOfLayers() == 1 and updates.collapsed == 1
+    assert updates.wait() == "applied" and updates.last_path == "local"
+    after = exported(logic, segmentation, volume)
+    assert np.array_equal(after, assign_lobes(lungs, geometry, logic.fissure_points()))
+    assert updates.last_changed_voxels == int((after != before).sum()) > 0  # the collapse itself changed none
+
+
+def test_collapsing_keeps_every_segments_voxels_including_a_foreign_segment(scene_case):
+    scene, logic, volume, segmentation, *_ = scene_case
+    segments = segmentation.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("left lower lobe"))
+    nodule_id = segments.AddEmptySegment("nodule", "nodule")
+    segments.SeparateSegmentLabelmap(nodule_id)
+    nodule = segments.GetSegment(nodule_id).GetRepresentation(name)
+    nodule.DeepCopy(segments.GetSegment(segments.GetSegmentIdBySegmentName("right lower lobe")).GetRepresentation(name))
+    data = numpy_support.vtk_to_numpy(nodule.GetPointData().GetScalars())
+    value = segments.GetSegment(segments.GetSegmentIdBySegmentName("right lower lobe")).GetLabelValue()
+    inside = np.flatnonzero(data == value)
+    data[:] = 0
+    data[inside[:2000]] = segments.GetSegment(nodule_id).GetLabelValue()  # overlaps the right lower lobe
+    nodule.Modified()
+
+    def each_segment():
+        ids = vtk.vtkStringArray()
+        for index in range(segments.GetNumberOfSegments()):
+            ids.InsertNextValue(segments.GetNthSegmentID(index))
+        masks = {}
+        for index in range(ids.GetNumberOfValues()):
+            one = vtk.vtkStringArray()
+            one.InsertNextValue(ids.GetValue(index))
+            node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+            assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, one, node,
+                                                                                        volume)
+            image = node.GetImageData()
+            masks[ids.GetValue(index)] = numpy_support.vtk_to_numpy(
+                image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1]) > 0
+            scene.RemoveNode(node)
+        return masks
+
+    before = each_segment()
+    assert segments.GetNumberOfLayers() == 3
+    assert mrml_lobe_drag.LobeLayer.collapse_layers(segmentation, volume)
+    assert segments.GetNumberOfLayers() == 2  # the overlapping nodule keeps a layer of its own
+    after = each_segment()
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert mrml_lobe_drag.LobeLayer.find(segmentation, volume, logic.lobe_codes(segmentation)) is not None
+
+
+def save_and_reopen(tmp_path, scene, volume, segmentation):
+    """The scene saved as Slicer saves it (each node's data through its storage node, then the
+    scene file), and opened again in a new scene (vtkMRMLScene::Import of the .mrml)."""
+    nodes = [(volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd")]
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLMarkupsFiducialNode")
+        nodes.append((node, f"fissure-{index}.mrk.json"))
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    for node, name in nodes:
+        if node.GetStorageNode() is None:
+            node.AddDefaultStorageNode()
+        node.GetStorageNode().SetFileName(str(folder / name))
+        assert node.GetStorageNode().WriteData(node)
+    scene.SetURL(str(folder / "scene.mrml"))
+    assert scene.Commit()
+    fresh = create_headless_scene()
+    fresh.SetURL(str(folder / "scene.mrml"))
+    assert fresh.Import()
+    logic = DPOScoringMRMLLogic(fresh)  # a new logic: nothing kept in memory (a module reload too)
+    return fresh, logic, fresh.GetFirstNodeByName(volume.GetName()), fresh.GetFirstNodeByName(segmentation.GetName())
+
+
+def test_a_drag_after_the_scene_was_saved_and_reopened_takes_the_fast_path(scene_case, tmp_path):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    assert logic.remember_lobe_points(segmentation, volume, logic.fissure_points())  # as loadLobes does
+    move_point(scene, "LO", 3, 8.0)  # a drag before saving: its points are stored with its lobes
+    logic.lobe_updates.start(volume, segmentation)
+    assert logic.lobe_updates.wait() == "applied"
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        assert np.array_equal(exported(again, segmentation2, volume2), exported(logic, segmentation, volume))
+        before = exported(again, segmentation2, volume2)
+        move_point(fresh, "RO", 4, 9.0)
+        updates = again.lobe_updates
+        assert updates.start(volume2, segmentation2) == "running"
+        assert updates.wait() == "applied" and updates.last_path == "local"  # not every voxel again
+        after = exported(again, segmentation2, volume2)
+        assert np.array_equal(after, assign_lobes(lungs, geometry, again.fissure_points()))
+        assert updates.last_changed_voxels == int((after != before).sum()) > 0
+        assert updates.last_moved == ["RO"]
+    finally:
+        fresh.Clear(0)
+
+
+def test_stored_points_survive_a_reload_of_lobes_in_several_layers(scene_case, tmp_path):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    assert logic.remember_lobe_points(segmentation, volume, logic.fissure_points())
+    segments = segmentation.GetSegmentation()
+    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("lingula"))  # same lobes, two layers
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        segments2 = segmentation2.GetSegmentation()  # (the storage node may have merged the layers on reading)
+        segments2.SeparateSegmentLabelmap(segments2.GetSegmentIdBySegmentName("right middle lobe"))
+        assert segments2.GetNumberOfLayers() >= 2
+        move_point(fresh, "LG", 2, -7.0)
+        assert again.lobe_updates.start(volume2, segmentation2) == "running"
+        assert again.lobe_updates.wait() == "applied" and again.lobe_updates.last_path == "local"
+        assert np.array_equal(exported(again, segmentation2, volume2),
+                              assign_lobes(lungs, geometry, again.fissure_points()))
+    finally:
+        fresh.Clear(0)
+
+
+def test_stored_points_of_lobes_edited_since_are_not_trusted(scene_case, tmp_path):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    points = logic.fissure_points()
+    assert logic.remember_lobe_points(segmentation, volume, points)
+    # the lobes are replaced afterwards (another tool, a Segment Editor session): the right oblique
+    # fissure 15 mm higher, the stored points not updated
+    other = {name: p.copy() for name, p in points.items()}
+    other["RO"][:, 2] += 15.0
+    image = logic.volume_to_image(volume)
+    logic.lobes_to_segmentation(assign_lobes(lungs, geometry, other), image, volume, segmentation)
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        move_point(fresh, "RH", 4, 6.0)
+        updates = again.lobe_updates
+        assert updates.start(volume2, segmentation2) == "running"  # the honest path runs in the worker too
+        assert updates.wait() == "applied"
+        # every lobe voxel from the scene's points, not the stale points' partial update
+        assert np.array_equal(exported(again, segmentation2, volume2),
+                              assign_lobes(lungs, geometry, again.fissure_points()))
+        assert updates.last_path == "full"
+        # and the points now stored describe the new lobes: the next drag is local again
+        move_point(fresh, "RO", 3, 5.0)
+        again._shown_points = None  # as after another reload
+        updates.start(volume2, segmentation2)
+        assert updates.wait() == "applied" and updates.last_path == "local"
+        assert np.array_equal(exported(again, segmentation2, volume2),
+                              assign_lobes(lungs, geometry, again.fissure_points()))
+    finally:
+        fresh.Clear(0)
+
+
+def test_a_full_recompute_reports_progress_and_can_be_cancelled(scene_case, monkeypatch):
+    scene, logic, volume, segmentation, *_ = scene_case
+    logic._shown_points = None  # no points known to describe the lobes (none stored either)
+    entered, release = threading.Event(), threading.Event()
+    original = mrml_lobe_drag.assign_lobes
+
+    def gated(lungs, geometry, points, progress=None):  # holds the worker (a timing double)
+        progress.step(0.5, "assigning lobes")
+        entered.set()
+        assert release.wait(60)
+        return original(lungs, geometry, points, progress)
+
+    monkeypatch.setattr(mrml_lobe_drag, "assign_lobes", gated)
+    before = exported(logic, segmentation, volume)
+    move_point(scene, "RO", 4, 10.0)
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"
+    assert entered.wait(30)
+    fraction, message = updates.progress
+    assert 0 < fraction < 1 and "assigning lobes" in message
+    updates.cancel()
+    release.set()
+    assert updates.wait() == "cancelled" and not updates.running
+    assert np.array_equal(exported(logic, segmentation, volume), before)  # nothing applied
+
+
+def test_a_stored_points_attribute_that_is_not_ours_is_ignored(scene_case):
+    from DPOScoringLib.mrml.mrml_lobe_points import POINTS_ATTRIBUTE, stored_points
+
+    *_, segmentation, _lungs, _geometry = scene_case
+    for text in ("not json", '{"schema": "other"}', '{"schema": "dpo-lobe-points/1", "lobes_sha256": "x", '
+                 '"fissures": {"XX": [[0, 0, 0]]}}', '{"schema": "dpo-lobe-points/1", "lobes_sha256": "x", '
+                 '"fissures": {"RO": [1, 2]}}'):
+        segmentation.SetAttribute(POINTS_ATTRIBUTE, text)
+        assert stored_points(segmentation) is None
 
 
 def test_the_layer_reader_equals_slicers_export_with_a_foreign_segment_in_the_layer(scene_case):
