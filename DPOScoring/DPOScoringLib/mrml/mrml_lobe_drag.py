@@ -13,7 +13,8 @@ Segment Editor edit).
 Paths (``last_path``), all computed in the worker:
 
 * ``local``: the lobes in one shared layer on the CT's grid (``mrml_lobe_layer``; lobes in several
-  layers are collapsed into one first, voxels unchanged), an LPS-ordered CT, and the points the
+  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``),
+  an LPS-ordered CT, and the points the
   lobes were made from: only the voxels a moved surface swept are looked at. Those points are the
   logic's own (``_shown_points``, this session) or, after a scene reload or a module reload, the
   ones stored on the segmentation node (``mrml_lobe_points``), trusted only once the worker found
@@ -44,6 +45,7 @@ from ..common.progress import Progress
 from ..ct.ct_image import Geometry
 from ..lobes.fissures import assign_lobes, lobe_changes, moved_fissures, update_lobes
 from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, matrix_of
+from .mrml_lobe_layer_merge import LayerMerge
 from .mrml_lobe_points import forget_points, store_points, stored_points
 
 RUNNING, APPLIED, IDLE, SUPERSEDED, CANCELLED = "running", "applied", "idle", "superseded", "cancelled"
@@ -117,6 +119,7 @@ class _Job:
     future: object
     cancel: threading.Event
     image: object = field(default=None)  # the CT image (full import only)
+    merge: LayerMerge | None = field(default=None)  # the lobes' layers being merged (no points computed yet)
 
 
 class LobeUpdates:
@@ -132,7 +135,7 @@ class LobeUpdates:
         self.last_moved: list[str] = []
         self.last_stale = 0  # results thrown away (superseded or the segmentation changed)
         self.last_path: str | None = None  # LOCAL, FULL or FULL_IMPORT: how the last result was computed
-        self.collapsed = 0  # times the lobes' layers were collapsed into one
+        self.merged = 0  # times the lobes' layers were merged into one
         self.progress: tuple[float, str] | None = None  # the worker's (fraction, message), None when idle
 
     def start(self, volume, segmentation) -> str:
@@ -159,20 +162,14 @@ class LobeUpdates:
             return stored
         return None, None
 
-    def _layer(self, volume, segmentation):
-        if not LobeLayer.lps_ordered(volume):
-            return None
-        codes = self.logic.lobe_codes(segmentation)
-        layer = LobeLayer.find(segmentation, volume, codes)
-        if layer is None and LobeLayer.collapse_layers(segmentation, volume):
-            self.collapsed += 1
-            layer = LobeLayer.find(segmentation, volume, codes)
-        return layer
-
-    def _launch(self, volume, segmentation) -> str:
+    def _launch(self, volume, segmentation, merge: bool = True) -> str:
         logic = self.logic
         points = logic.fissure_points()
-        layer = self._layer(volume, segmentation)
+        layer = merging = None
+        if LobeLayer.lps_ordered(volume):
+            codes = logic.lobe_codes(segmentation)
+            layer = LobeLayer.find(segmentation, volume, codes)
+            merging = LayerMerge.prepare(segmentation, volume, codes) if layer is None and merge else None
         before, digest = self._points_before(segmentation, points)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="DPOScoring-lobes")
@@ -180,7 +177,10 @@ class LobeUpdates:
         progress = Progress(self._report, cancel)
         self.progress = (0.0, "updating the lobes")
         image = None
-        if layer is not None:
+        if merging is not None:  # first the lobes into one layer (in the worker), then the drag
+            self.progress = (0.0, "merging the lobes' layers into one")
+            future = self._executor.submit(merging.merge)
+        elif layer is not None:
             future = self._executor.submit(_layer_job, layer, volume_geometry(volume), before, points, digest,
                                            progress)
         else:  # the lobes read through Slicer's export here (MRML), computed there, imported on apply
@@ -190,7 +190,8 @@ class LobeUpdates:
             trusted = before if digest is None else None  # a stored digest cannot be checked without a layer
             future = self._executor.submit(_array_job, current, ct.geometry, trusted, points, progress)
         key = logic.segmentation_content_key(segmentation)
-        self._job = _Job(self._generation, volume, segmentation, layer, key, points, before, future, cancel, image)
+        self._job = _Job(self._generation, volume, segmentation, layer, key, points, before, future, cancel, image,
+                         merging)
         return RUNNING
 
     @property
@@ -226,6 +227,8 @@ class LobeUpdates:
             raise
         logic = self.logic
         alive = logic.scene.GetNodeByID(job.segmentation.GetID()) is job.segmentation
+        if job.merge is not None:
+            return self._merged(job, result, alive)
         current = result is not None and job.generation == self._generation and alive and \
             logic.segmentation_content_key(job.segmentation) == job.key
         if not current:
@@ -240,6 +243,21 @@ class LobeUpdates:
             self._apply_import(job, *result)
         self._request = None
         return APPLIED
+
+    def _merged(self, job: _Job, merged, alive: bool) -> str:
+        """The layers' merge is in: installed unless the segmentation changed meanwhile, then the
+        latest drag is computed (on the merged layer; or, when lobes overlap, by the import path)."""
+        request, self._request = self._request, None
+        if request is None or not alive or self.logic.scene.GetNodeByID(request[1].GetID()) is not request[1]:
+            return CANCELLED if request is None else SUPERSEDED
+        if self.logic.segmentation_content_key(job.segmentation) != job.key:
+            self.last_stale += 1
+            return self._launch(*request)  # edited meanwhile: prepared again
+        if merged is None:
+            return self._launch(*request, merge=False)  # lobes overlap: not merged
+        job.merge.install(merged)
+        self.merged += 1
+        return self._launch(*request)
 
     def _remember(self, job: _Job, path: str) -> None:
         self.last_path = path

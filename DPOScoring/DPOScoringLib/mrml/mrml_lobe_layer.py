@@ -11,13 +11,10 @@ documents it (the layer's ``Modified()`` invalidates the derived representations
 ``vtkSegmentation::OnSourceRepresentationModified``; each changed segment's ``Modified()`` makes the
 2-D views redraw, ``vtkMRMLSegmentationsDisplayableManager2D`` listening to ``SegmentModified``).
 Lobes in several layers (after ``SeparateSegmentLabelmap``, some Segment Editor operations, an
-import of separate label maps) are brought into one by ``collapse_layers``: Slicer's own
-``vtkSegmentation::CollapseBinaryLabelmaps`` (the Segmentations module's "collapse labelmap
-layers"), which moves segments into a shared layer only where they do not overlap and keeps each
-segment's voxels; it is called only when every layer is on the reference volume's grid, so no
-voxel is resampled. Any other arrangement (overlapping lobes, a layer on another grid, a left
-upper lobe still holding the lingula, a closed-surface source) is not handled here:
-``LobeLayer.find`` returns None and the caller takes the export/import path.
+import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``. Any other
+arrangement (a layer on another grid, a left upper lobe still holding the lingula, a
+closed-surface source) is not handled here: ``LobeLayer.find`` returns None and the caller takes
+the export/import path.
 """
 
 from __future__ import annotations
@@ -33,6 +30,30 @@ from .mrml_lobe_points import lobe_digest
 LPS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # an LPS-ordered volume's IJK axes in RAS
 # a layer's voxels are the reference volume's when their IJK-to-RAS matrices agree this closely
 MATRIX_TOLERANCE = 1e-4
+
+
+def lobe_labels(segmentation, codes: dict) -> dict | None:
+    """Segment ID -> spec label 1-6 when ``codes`` (segment ID -> lobe code) are the six lobes of a
+    segmentation whose source representation is a binary labelmap; else None."""
+    # a left upper lobe "with the lingula" (``LUL+``: its terminology has no "upper division")
+    # is the upper division when the lingula is a segment of its own, as lobe_array reads it
+    labels = {segment_id: BY_CODE["LUL" if code == "LUL+" else code].label for segment_id, code in codes.items()}
+    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    if (segmentation.GetSegmentation().GetSourceRepresentationName() != name
+            or sorted(labels.values()) != sorted(lobe.label for lobe in BY_CODE.values())):
+        return None
+    return labels
+
+
+def on_grid(labelmap, volume) -> bool:
+    """The labelmap's voxels are ``volume``'s: the same IJK-to-RAS matrix, the extent inside it."""
+    if labelmap is None or labelmap.GetPointData().GetScalars() is None or volume.GetImageData() is None:
+        return False
+    reference = matrix_of(volume.GetIJKToRASMatrix)
+    if not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference, atol=MATRIX_TOLERANCE):
+        return False
+    extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
+    return not any(extent[2 * a] < 0 or extent[2 * a + 1] >= dims[a] for a in range(3))
 
 
 def matrix_of(get) -> np.ndarray:
@@ -64,52 +85,21 @@ class LobeLayer:
         """The layer, when the six lobes (``codes``: segment ID -> lobe code) share one binary
         labelmap on ``volume``'s grid (same IJK-to-RAS matrix, extent inside the volume); else None."""
         segments = segmentation.GetSegmentation()
-        name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-        image = volume.GetImageData()
-        # a left upper lobe "with the lingula" (``LUL+``: its terminology has no "upper division")
-        # is the upper division when the lingula is a segment of its own, as lobe_array reads it
-        labels = {segment_id: BY_CODE["LUL" if code == "LUL+" else code].label for segment_id, code in codes.items()}
-        if (segments.GetSourceRepresentationName() != name or image is None
-                or sorted(labels.values()) != sorted(lobe.label for lobe in BY_CODE.values())):
+        labels = lobe_labels(segmentation, codes)
+        if labels is None:
             return None
         layers = {segments.GetLayerIndex(segment_id) for segment_id in codes}
         if len(layers) != 1:
             return None
         labelmap = segments.GetLayerDataObject(layers.pop())
-        if labelmap is None or labelmap.GetPointData().GetScalars() is None:
+        if not on_grid(labelmap, volume):
             return None
-        reference = matrix_of(volume.GetIJKToRASMatrix)
-        if not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference, atol=MATRIX_TOLERANCE):
-            return None
-        extent, dims = labelmap.GetExtent(), image.GetDimensions()
-        if any(extent[2 * a] < 0 or extent[2 * a + 1] >= dims[a] for a in range(3)):
-            return None
+        extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
         ids = {label: segment_id for segment_id, label in labels.items()}
         values = {label: segments.GetSegment(segment_id).GetLabelValue() for label, segment_id in ids.items()}
         if len(set(values.values())) != len(values) or min(values.values()) < 1:
             return None
         return cls(segmentation, labelmap, ids, values, extent, dims[::-1])
-
-    @staticmethod
-    def collapse_layers(segmentation, volume) -> bool:
-        """The segmentation's binary labelmap layers collapsed into as few as possible (Slicer's
-        ``CollapseBinaryLabelmaps(False)``: no segment overwrites another, none changes), when there
-        are several and all are on ``volume``'s grid. Returns whether it collapsed them."""
-        segments = segmentation.GetSegmentation()
-        name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-        if segments.GetSourceRepresentationName() != name or volume.GetImageData() is None:
-            return False
-        count = segments.GetNumberOfLayers(name)
-        if count < 2:
-            return False
-        reference = matrix_of(volume.GetIJKToRASMatrix)
-        for index in range(count):
-            labelmap = segments.GetLayerDataObject(index, name)
-            if labelmap is None or not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference,
-                                                   atol=MATRIX_TOLERANCE):
-                return False  # collapsing would resample this layer onto another's grid
-        segments.CollapseBinaryLabelmaps(False)
-        return segments.GetNumberOfLayers(name) < count
 
     @staticmethod
     def lps_ordered(volume) -> bool:

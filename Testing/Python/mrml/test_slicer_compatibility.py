@@ -78,20 +78,24 @@ METHODS = {
                                  LIB + "mrml_fissure_confidence.py", ".SetAttribute("),
     "vtkMRMLNode.GetAttribute": ("Libs/MRML/Core/vtkMRMLNode.h", "const char* GetAttribute(const char* name);",
                                  LIB + "mrml_fissure_confidence.py", ".GetAttribute("),
-    # lobes in several layers collapsed into one (mrml_lobe_layer.collapse_layers), and the points
-    # the lobes were made from kept on the segmentation node (mrml_lobe_points)
-    "vtkSegmentation.GetNumberOfLayers": (SEGMENTATION_H, "int GetNumberOfLayers(std::string representationName",
-                                          LIB + "mrml_lobe_layer.py", ".GetNumberOfLayers(name)"),
-    "vtkSegmentation.CollapseBinaryLabelmaps": (SEGMENTATION_H, "void CollapseBinaryLabelmaps(bool forceToSingleLayer",
-                                                LIB + "mrml_lobe_layer.py", ".CollapseBinaryLabelmaps(False)"),
-    "contract: CollapseBinaryLabelmaps(false) merges only segments that do not overlap": (
+    # lobes in several layers merged into one (mrml_lobe_layer_merge), as vtkSegmentation's
+    # MergeSegmentLabelmaps does it, and the points the lobes were made from kept on the
+    # segmentation node (mrml_lobe_points)
+    "vtkSegment.GetRepresentation": ("Libs/vtkSegmentationCore/vtkSegment.h",
+                                     "vtkDataObject* GetRepresentation(std::string name);",
+                                     LIB + "mrml_lobe_layer_merge.py", ".GetRepresentation(name)"),
+    "vtkSegment.SetLabelValue": ("Libs/vtkSegmentationCore/vtkSegment.h", "vtkSetMacro(LabelValue, int);",
+                                 LIB + "mrml_lobe_layer_merge.py", ".SetLabelValue(label)"),
+    "vtkSegment.AddRepresentation": ("Libs/vtkSegmentationCore/vtkSegment.h",
+                                     "bool AddRepresentation(std::string type, vtkDataObject* representation);",
+                                     LIB + "mrml_lobe_layer_merge.py", ".AddRepresentation(name, labelmap)"),
+    "vtkOrientedImageData.SetImageToWorldMatrix": ("Libs/vtkSegmentationCore/vtkOrientedImageData.h",
+                                                   "void SetImageToWorldMatrix(vtkMatrix4x4* mat);",
+                                                   LIB + "mrml_lobe_layer_merge.py", ".SetImageToWorldMatrix(matrix)"),
+    "contract: segments share a layer by being given the same labelmap (MergeSegmentLabelmaps)": (
         "Libs/vtkSegmentationCore/vtkSegmentation.cxx",
-        "safeToMerge = !vtkOrientedImageDataResample::IsLabelInMask(newLayerLabelmap, thresholdedLabelmap);",
-        LIB + "mrml_lobe_layer.py", ".CollapseBinaryLabelmaps(False)"),
-    "contract: CollapseBinaryLabelmaps keeps each segment's contents": (
-        "Libs/vtkSegmentationCore/vtkSegmentation.cxx",
-        "// Although the labelmaps have been collapsed, the individual segment contents should not have been "
-        "modified.", LIB + "mrml_lobe_layer.py", ".CollapseBinaryLabelmaps(False)"),
+        "segment->AddRepresentation(vtkSegmentationConverter::GetBinaryLabelmapRepresentationName(), "
+        "sharedLabelmapRepresentation);", LIB + "mrml_lobe_layer_merge.py", ".AddRepresentation(name, labelmap)"),
     "vtkMRMLNode.SetAttribute (lobe points)": ("Libs/MRML/Core/vtkMRMLNode.h",
                                                "void SetAttribute(const char* name, const char* value);",
                                                LIB + "mrml_lobe_points.py", ".SetAttribute(POINTS_ATTRIBUTE"),

@@ -20,10 +20,12 @@ import SimpleITK as sitk  # noqa: E402
 import vtk  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
+from DPOScoringLib.common.anatomy import lungs_from_lobes  # noqa: E402
 from DPOScoringLib.ct.ct_image import Geometry  # noqa: E402
 from DPOScoringLib.lobes.fissures import assign_lobes, default_points  # noqa: E402
 from DPOScoringLib.lobes.lobe_files import to_spec_labels  # noqa: E402
 from DPOScoringLib.mrml import mrml_lobe_drag  # noqa: E402
+from DPOScoringLib.mrml.mrml_lobe_layer_merge import LayerMerge  # noqa: E402
 from DPOScoringLib.mrml.mrml_logic import DPOScoringMRMLLogic, create_headless_scene  # noqa: E402
 
 SPACING = (2.0, 2.0, 2.5)
@@ -208,63 +210,94 @@ def test_an_error_in_the_worker_reaches_the_caller(scene_case, monkeypatch):
     assert not logic.lobe_updates.running
 
 
-def test_lobes_in_separate_layers_are_collapsed_voxel_for_voxel_and_take_the_fast_path(scene_case):
+def test_lobes_in_separate_layers_are_merged_in_the_worker_and_take_the_fast_path(scene_case, monkeypatch):
     scene, logic, volume, segmentation, lungs, geometry = scene_case
     segments = segmentation.GetSegmentation()
     for name in ("lingula", "right upper lobe"):  # as SeparateSegmentLabelmap / some editor effects leave them
         segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName(name))
     assert segments.GetNumberOfLayers() == 3
     before = exported(logic, segmentation, volume)
+    entered, release = threading.Event(), threading.Event()
+    original = LayerMerge.merge
+
+    def gated(self):  # holds the worker (a timing double)
+        entered.set()
+        assert release.wait(60)
+        return original(self)
+
+    monkeypatch.setattr(LayerMerge, "merge", gated)
     move_point(scene, "RO", 4, 10.0)
     updates = logic.lobe_updates
-    assert updates.start(volume, segmentation) == "running"  # collapsed on the GUI thread, computed in the worker
-    assert segments.GetNumberOfLayers() == 1 and updates.collapsed == 1
+    assert updates.start(volume, segmentation) == "running"
+    assert entered.wait(30) and segments.GetNumberOfLayers() == 3  # merged in the worker, not on the GUI thread
+    assert "merging" in updates.progress[1]
+    release.set()
     assert updates.wait() == "applied" and updates.last_path == "local"
+    assert segments.GetNumberOfLayers() == 1 and updates.merged == 1
     after = exported(logic, segmentation, volume)
     assert np.array_equal(after, assign_lobes(lungs, geometry, logic.fissure_points()))
-    assert updates.last_changed_voxels == int((after != before).sum()) > 0  # the collapse itself changed none
+    assert updates.last_changed_voxels == int((after != before).sum()) > 0  # the merge itself changed none
 
 
-def test_collapsing_keeps_every_segments_voxels_including_a_foreign_segment(scene_case):
-    scene, logic, volume, segmentation, *_ = scene_case
+def each_segment(scene, segmentation, volume) -> dict:
+    """Every segment's voxels as Slicer exports it alone (ExportSegmentsToLabelmapNode)."""
+    segments = segmentation.GetSegmentation()
+    masks = {}
+    for index in range(segments.GetNumberOfSegments()):
+        one = vtk.vtkStringArray()
+        one.InsertNextValue(segments.GetNthSegmentID(index))
+        node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, one, node, volume)
+        image = node.GetImageData()
+        masks[segments.GetNthSegmentID(index)] = numpy_support.vtk_to_numpy(
+            image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1]) > 0
+        scene.RemoveNode(node)
+    return masks
+
+
+def paint_overlap(segmentation, segment_id, over_name, count):
+    """``count`` voxels of the segment named ``over_name`` also painted into ``segment_id``'s own layer."""
     segments = segmentation.GetSegmentation()
     name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("left lower lobe"))
-    nodule_id = segments.AddEmptySegment("nodule", "nodule")
-    segments.SeparateSegmentLabelmap(nodule_id)
-    nodule = segments.GetSegment(nodule_id).GetRepresentation(name)
-    nodule.DeepCopy(segments.GetSegment(segments.GetSegmentIdBySegmentName("right lower lobe")).GetRepresentation(name))
-    data = numpy_support.vtk_to_numpy(nodule.GetPointData().GetScalars())
-    value = segments.GetSegment(segments.GetSegmentIdBySegmentName("right lower lobe")).GetLabelValue()
-    inside = np.flatnonzero(data == value)
+    segments.SeparateSegmentLabelmap(segment_id)
+    target = segments.GetSegment(segment_id).GetRepresentation(name)
+    over = segments.GetSegment(segments.GetSegmentIdBySegmentName(over_name))
+    target.DeepCopy(over.GetRepresentation(name))
+    data = numpy_support.vtk_to_numpy(target.GetPointData().GetScalars())
+    inside = np.flatnonzero(data == over.GetLabelValue())
     data[:] = 0
-    data[inside[:2000]] = segments.GetSegment(nodule_id).GetLabelValue()  # overlaps the right lower lobe
-    nodule.Modified()
+    data[inside[:count]] = segments.GetSegment(segment_id).GetLabelValue()
+    target.Modified()
 
-    def each_segment():
-        ids = vtk.vtkStringArray()
-        for index in range(segments.GetNumberOfSegments()):
-            ids.InsertNextValue(segments.GetNthSegmentID(index))
-        masks = {}
-        for index in range(ids.GetNumberOfValues()):
-            one = vtk.vtkStringArray()
-            one.InsertNextValue(ids.GetValue(index))
-            node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-            assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, one, node,
-                                                                                        volume)
-            image = node.GetImageData()
-            masks[ids.GetValue(index)] = numpy_support.vtk_to_numpy(
-                image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1]) > 0
-            scene.RemoveNode(node)
-        return masks
 
-    before = each_segment()
+def test_the_merge_keeps_every_segments_voxels_and_leaves_other_segments_alone(scene_case):
+    scene, logic, volume, segmentation, *_ = scene_case
+    segments = segmentation.GetSegmentation()
+    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("left lower lobe"))
+    paint_overlap(segmentation, segments.AddEmptySegment("nodule", "nodule"), "right lower lobe", 2000)
+    before = each_segment(scene, segmentation, volume)
     assert segments.GetNumberOfLayers() == 3
-    assert mrml_lobe_drag.LobeLayer.collapse_layers(segmentation, volume)
-    assert segments.GetNumberOfLayers() == 2  # the overlapping nodule keeps a layer of its own
-    after = each_segment()
+    merge = LayerMerge.prepare(segmentation, volume, logic.lobe_codes(segmentation))
+    merge.install(merge.merge())
+    assert segments.GetNumberOfLayers() == 2  # the nodule (overlapping a lobe) keeps its own layer
+    after = each_segment(scene, segmentation, volume)
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
     assert mrml_lobe_drag.LobeLayer.find(segmentation, volume, logic.lobe_codes(segmentation)) is not None
+
+
+def test_overlapping_lobes_are_not_merged_and_are_recomputed_off_the_gui_thread(scene_case):
+    scene, logic, volume, segmentation, _lungs, geometry = scene_case
+    segments = segmentation.GetSegmentation()
+    paint_overlap(segmentation, segments.GetSegmentIdBySegmentName("lingula"), "left lower lobe", 500)
+    lungs_now = lungs_from_lobes(exported(logic, segmentation, volume))  # (the lingula is now 500 voxels in the LLL)
+    assert LayerMerge.prepare(segmentation, volume, logic.lobe_codes(segmentation)).merge() is None
+    logic._shown_points = None  # every voxel from the points
+    move_point(scene, "LO", 4, 10.0)
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"
+    assert updates.wait() == "applied" and updates.last_path == "full import" and updates.merged == 0
+    assert np.array_equal(exported(logic, segmentation, volume), assign_lobes(lungs_now, geometry,
+                                                                              logic.fissure_points()))
 
 
 def save_and_reopen(tmp_path, scene, volume, segmentation):
