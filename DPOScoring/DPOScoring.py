@@ -367,28 +367,33 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRecomputeLobes(self) -> None:
         """A released fissure point or the button: computed off the GUI thread, written by a timer's poll."""
         with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
-            if self.logic.startLobeUpdate(self._parameterNode) == "running":
+            state = self.logic.startLobeUpdate(self._parameterNode)
+            if state == "running":
                 self._schedulePoll()
             self._checkCanRun()
-            self._showLobeProgress()
+            self._showLobeProgress(state)
 
     def _pollLobeUpdate(self) -> None:
         self._lobePolling = False
         with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
-            if self._parameterNode and self.logic.pollLobeUpdate(self._parameterNode) == "running":
+            state = self.logic.pollLobeUpdate(self._parameterNode) if self._parameterNode else "idle"
+            if state == "running":
                 self._schedulePoll()
             self._checkCanRun()
-            self._showLobeProgress()
+            self._showLobeProgress(state)
 
-    def _showLobeProgress(self) -> None:
+    def _showLobeProgress(self, state: str) -> None:
         """The worker's progress while lobes are recomputed (a full recompute takes seconds; a
         local one is done before anyone reads it); the cancel button stops it."""
-        progress = self.logic.lobeUpdateProgress()
         if self._worker is not None:
             return  # the background process owns the bar
+        progress = self.logic.lobeUpdateProgress()
         if progress is not None:
             self.ui.progressBar.value = progress[0]
             self.ui.progressBar.setFormat(progress[1] + " %p%")
+        elif state == "applied":
+            self.ui.progressBar.value = 100
+            self.ui.progressBar.setFormat(_("lobes updated") + " %p%")
         self.ui.cancelButton.enabled = progress is not None
 
     def _schedulePoll(self) -> None:  # one poll queued at a time

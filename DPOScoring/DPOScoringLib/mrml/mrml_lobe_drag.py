@@ -236,7 +236,7 @@ class LobeUpdates:
             request, self._request = self._request, None
             if request is not None and alive and logic.scene.GetNodeByID(request[1].GetID()) is request[1]:
                 return self._launch(*request)  # the latest points (or the edited segmentation) next
-            return SUPERSEDED if result is not None else CANCELLED
+            return CANCELLED if result is None or job.cancel.is_set() else SUPERSEDED
         if job.layer is not None:
             self._apply(job, *result)
         else:

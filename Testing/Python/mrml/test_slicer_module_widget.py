@@ -399,9 +399,17 @@ def test_after_the_scene_is_saved_and_opened_again_a_drag_is_observed_and_stays_
     horizontal.GetNthControlPointPosition(14, position)
     horizontal.SetNthControlPointPosition(14, position[0], position[1], position[2] + 12.0)
     horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)  # observed again
-    assert logic.mrml.lobe_updates.running
+    assert logic.mrml.lobe_updates.running and gui.ui.cancelButton.enabled  # the update can be cancelled
     double.run_timers()
     assert not double.ERRORS and logic.mrml.lobe_updates.last_path == "local"
+    assert gui.ui.progressBar.format.startswith("lobes updated") and not gui.ui.cancelButton.enabled
     after, _ = logic.lobeArray(node)
     changed = after != before
     assert changed.any() and set(after[changed].tolist()) <= {1, 2, 3}  # only right lobes, near the move
+    # another drag, cancelled before its result is written: the lobes stay as they are
+    horizontal.SetNthControlPointPosition(14, position[0], position[1], position[2] - 12.0)
+    horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
+    gui.ui.cancelButton.emit("clicked(bool)", False)
+    double.run_timers()
+    assert not logic.mrml.lobe_updates.running and gui.ui.progressBar.format == "cancelled"
+    assert (logic.mrml.lobe_array(node.lobeSegmentation, node.inputVolume) == after).all()  # read afresh
