@@ -155,7 +155,8 @@ class LobeUpdates:
         """``(points the lobes were made from, digest to check or None)``: the logic's own, else
         the node's stored ones (to be checked), else ``(None, None)``."""
         shown = getattr(self.logic, "_shown_points", None)
-        if shown and set(shown) == set(points):
+        owner = getattr(self.logic, "_shown_for", None)  # the segmentation they were applied to, if known
+        if shown and set(shown) == set(points) and (owner is None or owner is segmentation):
             return shown, None
         stored = stored_points(segmentation)
         if stored is not None and set(stored[0]) == set(points):
@@ -263,6 +264,7 @@ class LobeUpdates:
         self.last_path = path
         self.last_moved = _moved(job.before, job.points)
         self.logic._shown_points = {name: np.asarray(p, dtype=float).copy() for name, p in job.points.items()}
+        self.logic._shown_for = job.segmentation
 
     def _apply(self, job: _Job, path: str, changes, digest: str) -> None:
         logic = self.logic

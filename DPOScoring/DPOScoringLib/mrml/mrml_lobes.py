@@ -172,6 +172,7 @@ class MRMLLobes:
         from .mrml_logic import LPS_TO_RAS
 
         self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
+        self._shown_for = None  # (which segmentation: remember_lobe_points says)
         nodes = []
         for name, values in points.items():
             node = self.scene.GetFirstNodeByName(f"DPO fissure {name}") or \
@@ -194,6 +195,7 @@ class MRMLLobes:
             if LobeLayer.lps_ordered(volume) else None
         if layer is not None:
             store_points(segmentation, points, layer.digest())
+        self._shown_for = segmentation
         return layer is not None
 
     def fissure_nodes(self) -> list:
@@ -262,7 +264,8 @@ class MRMLLobes:
         else:
             lobes = assign_lobes(lungs, ct.geometry, points)
         self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
-        return self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
+        self._shown_for = self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
+        return self._shown_for
 
     def forget_scene_state(self) -> None:
         """After Close Scene: no cache or observer may refer to the closed scene's nodes."""
@@ -272,5 +275,6 @@ class MRMLLobes:
         if getattr(self, "_lobe_updates", None) is not None:
             self._lobe_updates.forget()
         self._shown_points = None
+        self._shown_for = None
         self._lobe_cache_key = None
         self._lobe_cache = None

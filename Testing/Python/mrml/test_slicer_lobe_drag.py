@@ -395,6 +395,22 @@ def test_stored_points_of_lobes_edited_since_are_not_trusted(scene_case, tmp_pat
         fresh.Clear(0)
 
 
+def test_the_logics_points_are_not_used_for_another_segmentation(scene_case):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    points = logic.fissure_points()
+    assert logic.remember_lobe_points(segmentation, volume, points)  # the logic's points: this node's
+    other = {name: p.copy() for name, p in points.items()}
+    other["LO"][:, 2] -= 12.0
+    image = logic.volume_to_image(volume)
+    second = logic.lobes_to_segmentation(assign_lobes(lungs, geometry, other), image, volume)  # another node
+    move_point(scene, "RO", 4, 8.0)
+    updates = logic.lobe_updates
+    assert updates.start(volume, second) == "running"
+    assert updates.wait() == "applied"
+    assert np.array_equal(exported(logic, second, volume), assign_lobes(lungs, geometry, logic.fissure_points()))
+    assert updates.last_path == "full"
+
+
 def test_a_full_recompute_reports_progress_and_can_be_cancelled(scene_case, monkeypatch):
     scene, logic, volume, segmentation, *_ = scene_case
     logic._shown_points = None  # no points known to describe the lobes (none stored either)
