@@ -17,7 +17,7 @@ through Slicer's own ``ExportSegmentsToLabelmapNode``.
 Then the cases that used to fall back to the full recompute on the GUI thread (issue 10): the
 scene saved through its storage nodes and opened again in a new scene with a new logic (the points
 read back from the segmentation node, checked against the lobes' digest in the worker), the lobes
-in three layers (collapsed into one on the GUI thread, then the local path), and lobes edited after
+in three layers (merged into one in the worker, installed on the GUI thread, then the local path), and lobes edited after
 their points were stored (every voxel recomputed in the worker; the GUI thread held only to write).
 
 The volume is synthetic (two ellipsoid lungs, 0.7 x 0.7 x 0.8 mm); the timings are of this noisy
@@ -214,7 +214,7 @@ def reopened_scene(scene, volume, segmentation, lungs, geometry, logic_class, ne
         total, held, _, longest = drag(logic, volume, segmentation, "RO", 4, 6.0)
         assert updates.last_path == "local" and segments.GetNumberOfLayers() == 1
         results["three_layers_first_drag_s"], results["three_layers_first_drag_gui_thread_s"] = total, held
-        results["three_layers_first_drag_longest_hold_s"] = longest  # the collapse, on the GUI thread
+        results["three_layers_first_drag_longest_hold_s"] = longest  # incl. installing the merged layer
         # lobes edited after their points were stored (here: the logic's own points forgotten and
         # the stored digest made stale), so nothing may be trusted: every voxel, in the worker
         logic._shown_points = None

@@ -11,7 +11,7 @@ recompute that did not store its points), the digest differs and the lobes are r
 the points instead (``mrml_lobe_drag``): an honest slow path, never a fast wrong one.
 
 The digest depends only on which voxel holds which lobe (not on the layer's label values, its
-scalar type or which segments share it), so collapsing the segmentation's layers into one keeps it.
+scalar type or which segments share it), so merging the segmentation's layers into one keeps it.
 """
 
 from __future__ import annotations
