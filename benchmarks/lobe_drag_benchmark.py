@@ -17,8 +17,9 @@ through Slicer's own ``ExportSegmentsToLabelmapNode``.
 Then the cases that used to fall back to the full recompute on the GUI thread (issue 10): the
 scene saved through its storage nodes and opened again in a new scene with a new logic (the points
 read back from the segmentation node, checked against the lobes' digest in the worker), the lobes
-in three layers (merged into one in the worker, installed on the GUI thread, then the local path), and lobes edited after
-their points were stored (every voxel recomputed in the worker; the GUI thread held only to write).
+in three layers (merged into one in the worker, installed on the GUI thread, then the local path),
+and lobes edited after their points were stored (every voxel recomputed in the worker; the GUI
+thread held only to write).
 
 The volume is synthetic (two ellipsoid lungs, 0.7 x 0.7 x 0.8 mm); the timings are of this noisy
 2-core machine. Usage: python benchmarks/lobe_drag_benchmark.py [--repeat N] [--json FILE]
