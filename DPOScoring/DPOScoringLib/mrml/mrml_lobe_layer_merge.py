@@ -3,7 +3,7 @@ effects, an import of separate label maps) merged into one shared layer, so that
 local path (``mrml_lobe_layer``), without holding the GUI.
 
 Slicer's own ``vtkSegmentation::CollapseBinaryLabelmaps(false)`` would do it, voxel for voxel, but
-in C++ on the GUI thread: 3.5 s on 512 x 512 x 400 with two lobes in layers of their own (measured
+in C++ on the GUI thread: 3.6 s on 512 x 512 x 400 with two lobes in layers of their own (measured
 with slicer-core, benchmarks/lobe_drag_benchmark.py). Here the merge is split as the drag is:
 
 * ``LayerMerge.prepare`` (GUI thread): each lobe's layer as a numpy view (its voxel array kept
