@@ -22,7 +22,9 @@ Paths (``last_path``), all computed in the worker:
 * ``full``: the same layer, but no points known to describe the lobes (none stored, or the
   segmentation was edited after they were stored): every lobe voxel is recomputed from the scene's
   points in the worker (with progress, cancellable), and written where it changes.
-* ``full import``: no shared layer on the CT's grid (lobes overlapping, on another grid, a left
+* ``full`` also when lobes in several layers overlap (they are not merged): every lobe voxel from
+  the points on the lobes' union, in the worker, installed as the six segments' new shared layer.
+* ``full import``: no shared layer on the CT's grid (lobes on another grid, a left
   upper lobe still holding the lingula, a CT not LPS-ordered): the lobes are exported on the GUI
   thread, computed in the worker and imported back on the GUI thread (the export and the import
   hold the GUI; the module shows the progress).
@@ -103,6 +105,12 @@ def _array_job(current: np.ndarray, geometry: Geometry, old_points, new_points: 
     return FULL_IMPORT, assign_lobes(lungs, geometry, new_points, progress.sub(0.05, 0.95))
 
 
+def _overlap_job(merging: LayerMerge, geometry: Geometry, points: dict, progress: Progress):
+    """Worker thread, lobes in several layers that overlap: every lobe voxel from ``points``."""
+    progress.step(0.05, "the lobes overlap: recomputing every lobe voxel from the fissure points")
+    return assign_lobes(merging.lungs(), geometry, points, progress.sub(0.05, 0.95))
+
+
 def _moved(before, after: dict) -> list[str]:
     return sorted(moved_fissures(before, after)) if before else []
 
@@ -120,6 +128,7 @@ class _Job:
     cancel: threading.Event
     image: object = field(default=None)  # the CT image (full import only)
     merge: LayerMerge | None = field(default=None)  # the lobes' layers being merged (no points computed yet)
+    overlap: bool = False  # the lobes (several layers, overlapping) recomputed on the whole grid
 
 
 class LobeUpdates:
@@ -228,7 +237,7 @@ class LobeUpdates:
             raise
         logic = self.logic
         alive = logic.scene.GetNodeByID(job.segmentation.GetID()) is job.segmentation
-        if job.merge is not None:
+        if job.merge is not None and not job.overlap:
             return self._merged(job, result, alive)
         current = result is not None and job.generation == self._generation and alive and \
             logic.segmentation_content_key(job.segmentation) == job.key
@@ -238,7 +247,9 @@ class LobeUpdates:
             if request is not None and alive and logic.scene.GetNodeByID(request[1].GetID()) is request[1]:
                 return self._launch(*request)  # the latest points (or the edited segmentation) next
             return CANCELLED if result is None or job.cancel.is_set() else SUPERSEDED
-        if job.layer is not None:
+        if job.overlap:
+            self._apply_overlap(job, result)
+        elif job.layer is not None:
             self._apply(job, *result)
         else:
             self._apply_import(job, *result)
@@ -254,8 +265,19 @@ class LobeUpdates:
         if self.logic.segmentation_content_key(job.segmentation) != job.key:
             self.last_stale += 1
             return self._launch(*request)  # edited meanwhile: prepared again
-        if merged is None:
-            return self._launch(*request, merge=False)  # lobes overlap: not merged
+        if merged is None:  # lobes overlap: not merged, every lobe voxel recomputed instead
+            volume, segmentation = request
+            if segmentation is not job.segmentation:
+                return self._launch(*request)
+            points = self.logic.fissure_points()
+            cancel = threading.Event()
+            self.progress = (0.0, "the lobes overlap: recomputing every lobe voxel")
+            future = self._executor.submit(_overlap_job, job.merge, volume_geometry(volume), points,
+                                           Progress(self._report, cancel))
+            before, _ = self._points_before(segmentation, points)
+            self._job = _Job(self._generation, volume, segmentation, None, job.key, points, before, future, cancel,
+                             None, job.merge, overlap=True)
+            return RUNNING
         job.merge.install(merged)
         self.merged += 1
         return self._launch(*request)
@@ -279,6 +301,15 @@ class LobeUpdates:
             lobes[kk, jj, ii] = labels
             logic._lobe_cache = (lobes, logic._lobe_cache[1])
             logic._lobe_cache_key = (key, *cache_key[1:])
+
+    def _apply_overlap(self, job: _Job, lobes: np.ndarray) -> None:
+        job.merge.install(lobes, whole_grid=True)
+        self.merged += 1
+        self.last_changed_voxels = int(np.count_nonzero(lobes))  # every lobe voxel written
+        self._remember(job, FULL)
+        layer = LobeLayer.find(job.segmentation, job.volume, self.logic.lobe_codes(job.segmentation))
+        if layer is not None:
+            store_points(job.segmentation, job.points, layer.digest())
 
     def _apply_import(self, job: _Job, path: str, lobes: np.ndarray) -> None:
         logic = self.logic

@@ -10,7 +10,8 @@ with slicer-core, benchmarks/lobe_drag_benchmark.py). Here the merge is split as
   alive), only when every one is on the reference volume's grid (no voxel is resampled);
 * ``merge`` (worker thread, numpy): one array on the union of their extents, each lobe's voxels
   (its label value in its own layer) written as its spec label 1-6; None when two lobes overlap
-  (merging would drop voxels: the caller takes the export/import path instead);
+  (merging would drop voxels: the caller then recomputes every lobe voxel from the fissure points
+  on ``lungs``, the lobes' union, and installs that instead);
 * ``install`` (GUI thread): the array as a new ``vtkOrientedImageData`` given to the six lobe
   segments with their new label values, which is what Slicer's ``MergeSegmentLabelmaps`` does
   (``segment->SetLabelValue``, ``segment->AddRepresentation(name, sharedLabelmap)``). Other
@@ -24,6 +25,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from ..common.anatomy import lungs_from_lobes
 from .mrml_lobe_layer import lobe_labels, on_grid
 
 
@@ -77,10 +79,25 @@ class LayerMerge:
             region[mask] = label
         return merged
 
-    def install(self, merged: np.ndarray) -> None:
-        """GUI thread: the merged voxels become the six lobe segments' shared layer."""
+    def lungs(self) -> np.ndarray:
+        """Worker thread (reads only): the lungs (1 right, 2 left) the lobes cover, on the whole
+        reference grid [k, j, i] (overlapping lobes included)."""
+        dims = self.volume.GetImageData().GetDimensions()
+        lungs = np.zeros(dims[::-1], dtype=np.uint8)
+        for _segment_id, label, value, view, (k, j, i), _scalars in self.parts:
+            region = lungs[k:k + view.shape[0], j:j + view.shape[1], i:i + view.shape[2]]
+            region[view == value] = lungs_from_lobes(np.array([label], dtype=np.uint8))[0]
+        return lungs
+
+    def install(self, merged: np.ndarray, whole_grid: bool = False) -> None:
+        """GUI thread: ``merged`` (on the union extent, or with ``whole_grid`` on the reference
+        volume's whole grid) becomes the six lobe segments' shared layer."""
         labelmap = slicer.vtkOrientedImageData()
-        labelmap.SetExtent(*self.extent)
+        if whole_grid:
+            dims = self.volume.GetImageData().GetDimensions()
+            labelmap.SetExtent(0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1)
+        else:
+            labelmap.SetExtent(*self.extent)
         matrix = vtk.vtkMatrix4x4()
         self.volume.GetIJKToRASMatrix(matrix)
         labelmap.SetImageToWorldMatrix(matrix)

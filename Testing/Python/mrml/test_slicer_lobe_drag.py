@@ -285,19 +285,37 @@ def test_the_merge_keeps_every_segments_voxels_and_leaves_other_segments_alone(s
     assert mrml_lobe_drag.LobeLayer.find(segmentation, volume, logic.lobe_codes(segmentation)) is not None
 
 
-def test_overlapping_lobes_are_not_merged_and_are_recomputed_off_the_gui_thread(scene_case):
+def test_overlapping_lobes_are_not_merged_but_recomputed_in_the_worker(scene_case):
     scene, logic, volume, segmentation, _lungs, geometry = scene_case
     segments = segmentation.GetSegmentation()
     paint_overlap(segmentation, segments.GetSegmentIdBySegmentName("lingula"), "left lower lobe", 500)
     lungs_now = lungs_from_lobes(exported(logic, segmentation, volume))  # (the lingula is now 500 voxels in the LLL)
     assert LayerMerge.prepare(segmentation, volume, logic.lobe_codes(segmentation)).merge() is None
-    logic._shown_points = None  # every voxel from the points
     move_point(scene, "LO", 4, 10.0)
     updates = logic.lobe_updates
     assert updates.start(volume, segmentation) == "running"
-    assert updates.wait() == "applied" and updates.last_path == "full import" and updates.merged == 0
+    assert updates.wait() == "applied"
     assert np.array_equal(exported(logic, segmentation, volume), assign_lobes(lungs_now, geometry,
                                                                               logic.fissure_points()))
+    assert updates.last_path == "full" and segments.GetNumberOfLayers() == 1
+
+
+def test_lobes_on_another_grid_take_the_import_path_computed_in_the_worker(scene_case, tmp_path):
+    scene, logic, volume, segmentation, _lungs, geometry = scene_case
+    image = logic.volume_to_image(volume)
+    shifted_origin = (geometry.origin[0] + 1.0, geometry.origin[1], geometry.origin[2])  # half a voxel
+    image.SetOrigin(shifted_origin)
+    sitk.WriteImage(image, str(tmp_path / "shifted.nrrd"))
+    shifted = logic.load_volume(tmp_path / "shifted.nrrd", "shifted CT")
+    grid = Geometry(geometry.size, geometry.spacing, shifted_origin, geometry.direction)
+    lungs_there = lungs_from_lobes(exported(logic, segmentation, shifted))  # resampled by Slicer
+    logic._shown_points = None
+    move_point(scene, "RO", 4, 8.0)
+    updates = logic.lobe_updates
+    assert updates.start(shifted, segmentation) == "running"  # export done, the lobes computed in the worker
+    assert updates.wait() == "applied" and updates.last_path == "full import"
+    assert np.array_equal(exported(logic, segmentation, shifted), assign_lobes(lungs_there, grid,
+                                                                               logic.fissure_points()))
 
 
 def save_and_reopen(tmp_path, scene, volume, segmentation):
