@@ -13,21 +13,21 @@ Segment Editor edit).
 Paths (``last_path``), all computed in the worker:
 
 * ``local``: the lobes in one shared layer on the CT's grid (``mrml_lobe_layer``; lobes in several
-  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``),
-  an LPS-ordered CT, and the points the
-  lobes were made from: only the voxels a moved surface swept are looked at. Those points are the
-  logic's own (``_shown_points``, this session) or, after a scene reload or a module reload, the
-  ones stored on the segmentation node (``mrml_lobe_points``), trusted only once the worker found
-  the lobes' digest unchanged.
+  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``), an
+  LPS-ordered CT, and the points the lobes were made from: only the voxels a moved surface swept
+  are looked at. Those points are the logic's own (``_shown_points``, this session, for the
+  segmentation they were applied to) or, after a scene reload or a module reload, the ones stored
+  on the segmentation node (``mrml_lobe_points``), trusted only once the worker found the lobes'
+  digest unchanged.
 * ``full``: the same layer, but no points known to describe the lobes (none stored, or the
   segmentation was edited after they were stored): every lobe voxel is recomputed from the scene's
-  points in the worker (with progress, cancellable), and written where it changes.
-* ``full`` also when lobes in several layers overlap (they are not merged): every lobe voxel from
-  the points on the lobes' union, in the worker, installed as the six segments' new shared layer.
-* ``full import``: no shared layer on the CT's grid (lobes on another grid, a left
-  upper lobe still holding the lingula, a CT not LPS-ordered): the lobes are exported on the GUI
-  thread, computed in the worker and imported back on the GUI thread (the export and the import
-  hold the GUI; the module shows the progress).
+  points in the worker (with progress, cancellable), and written where it changes. Also when lobes
+  in several layers overlap (they are not merged): every lobe voxel from the points on the lobes'
+  union, in the worker, installed as the six segments' new shared layer.
+* ``full import``: no shared layer on the CT's grid possible (lobes on another grid, a left upper
+  lobe still holding the lingula, a CT not LPS-ordered): the lobes are exported on the GUI thread,
+  computed in the worker and imported back on the GUI thread (the export and the import hold the
+  GUI; the result is one shared layer, so the next drag is local).
 
 After a write, the points and the new lobes' digest are stored on the segmentation node.
 """
