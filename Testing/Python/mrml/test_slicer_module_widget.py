@@ -413,3 +413,6 @@ def test_after_the_scene_is_saved_and_opened_again_a_drag_is_observed_and_stays_
     double.run_timers()
     assert not logic.mrml.lobe_updates.running and gui.ui.progressBar.format == "cancelled"
     assert (logic.mrml.lobe_array(node.lobeSegmentation, node.inputVolume) == after).all()  # read afresh
+    gui.widget.cleanup()  # the module reloaded: its logic no longer follows the scene's fissure nodes
+    horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
+    assert not logic.mrml.lobe_updates.running
