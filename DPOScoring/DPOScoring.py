@@ -118,6 +118,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
 
         actions = {"next": lambda: self.onStep(1), "previous": lambda: self.onStep(-1),
                    "confirm": lambda: self.onDecide(status="confirmed"),
@@ -191,6 +192,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onCancel()
         self.logic.removeAllWorkFolders()  # Slicer closing mid-run (atexit may not run in Slicer)
         self.removeObservers()
+        self.logic.mrml.forget_scene_state()  # fissure drag observers, a running lobe update (module reload)
         for shortcut in self._shortcuts:
             shortcut.setParent(None)
         self._shortcuts = []
@@ -223,6 +225,11 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def onSceneEndImport(self, caller, event) -> None:
+        """A scene was opened (or added to this one): its fissure points follow drags again (the
+        points the lobes were made from are read back from the segmentation node on the drag)."""
+        self.logic.observeFissureDrags(self.onRecomputeLobes)
+
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
@@ -238,6 +245,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self.logic.observeFissureDrags(self.onRecomputeLobes)  # e.g. in a scene opened before
             self._checkCanRun()
             self._showReview()
 
@@ -317,6 +325,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.removeWorkFolder(worker["folder"])
 
     def onCancel(self) -> None:
+        if self.logic.mrml.lobe_updates.running:  # a full lobe recompute in the worker thread
+            self.logic.cancelLobeUpdate()
+            self.ui.progressBar.setFormat(_("cancelled"))
         if self._worker is None:
             return
         self._cancelled = True
@@ -357,16 +368,34 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRecomputeLobes(self) -> None:
         """A released fissure point or the button: computed off the GUI thread, written by a timer's poll."""
         with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
-            if self.logic.startLobeUpdate(self._parameterNode) == "running":
+            state = self.logic.startLobeUpdate(self._parameterNode)
+            if state == "running":
                 self._schedulePoll()
             self._checkCanRun()
+            self._showLobeProgress(state)
 
     def _pollLobeUpdate(self) -> None:
         self._lobePolling = False
         with slicer.util.tryWithErrorDisplay(_("Failed to recompute the lobes."), waitCursor=False):
-            if self._parameterNode and self.logic.pollLobeUpdate(self._parameterNode) == "running":
+            state = self.logic.pollLobeUpdate(self._parameterNode) if self._parameterNode else "idle"
+            if state == "running":
                 self._schedulePoll()
             self._checkCanRun()
+            self._showLobeProgress(state)
+
+    def _showLobeProgress(self, state: str) -> None:
+        """The worker's progress while lobes are recomputed (a full recompute takes seconds; a
+        local one is done before anyone reads it); the cancel button stops it."""
+        if self._worker is not None:
+            return  # the background process owns the bar
+        progress = self.logic.lobeUpdateProgress()
+        if progress is not None:
+            self.ui.progressBar.value = progress[0]
+            self.ui.progressBar.setFormat(progress[1] + " %p%")
+        elif state == "applied":
+            self.ui.progressBar.value = 100
+            self.ui.progressBar.setFormat(_("lobes updated") + " %p%")
+        self.ui.cancelButton.enabled = progress is not None
 
     def _schedulePoll(self) -> None:  # one poll queued at a time
         if not self._lobePolling:

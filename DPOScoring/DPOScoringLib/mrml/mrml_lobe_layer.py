@@ -10,9 +10,11 @@ tells Slicer what changed as Slicer's own ``slicer.util.arrayFromSegmentInternal
 documents it (the layer's ``Modified()`` invalidates the derived representations through
 ``vtkSegmentation::OnSourceRepresentationModified``; each changed segment's ``Modified()`` makes the
 2-D views redraw, ``vtkMRMLSegmentationsDisplayableManager2D`` listening to ``SegmentModified``).
-Any other arrangement (segments in several layers, a layer on another grid, a left upper lobe
-still holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find``
-returns None and the caller takes the export/import path.
+Lobes in several layers (after ``SeparateSegmentLabelmap``, some Segment Editor operations, an
+import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``. Any other
+arrangement (a layer on another grid, a left upper lobe still holding the lingula, a
+closed-surface source) is not handled here: ``LobeLayer.find`` returns None and the caller takes
+the export/import path.
 """
 
 from __future__ import annotations
@@ -23,10 +25,35 @@ import vtk
 from vtk.util import numpy_support
 
 from ..common.anatomy import BY_CODE, lungs_from_lobes
+from .mrml_lobe_points import lobe_digest
 
 LPS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # an LPS-ordered volume's IJK axes in RAS
 # a layer's voxels are the reference volume's when their IJK-to-RAS matrices agree this closely
 MATRIX_TOLERANCE = 1e-4
+
+
+def lobe_labels(segmentation, codes: dict) -> dict | None:
+    """Segment ID -> spec label 1-6 when ``codes`` (segment ID -> lobe code) are the six lobes of a
+    segmentation whose source representation is a binary labelmap; else None."""
+    # a left upper lobe "with the lingula" (``LUL+``: its terminology has no "upper division")
+    # is the upper division when the lingula is a segment of its own, as lobe_array reads it
+    labels = {segment_id: BY_CODE["LUL" if code == "LUL+" else code].label for segment_id, code in codes.items()}
+    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    if (segmentation.GetSegmentation().GetSourceRepresentationName() != name
+            or sorted(labels.values()) != sorted(lobe.label for lobe in BY_CODE.values())):
+        return None
+    return labels
+
+
+def on_grid(labelmap, volume) -> bool:
+    """The labelmap's voxels are ``volume``'s: the same IJK-to-RAS matrix, the extent inside it."""
+    if labelmap is None or labelmap.GetPointData().GetScalars() is None or volume.GetImageData() is None:
+        return False
+    reference = matrix_of(volume.GetIJKToRASMatrix)
+    if not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference, atol=MATRIX_TOLERANCE):
+        return False
+    extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
+    return not any(extent[2 * a] < 0 or extent[2 * a + 1] >= dims[a] for a in range(3))
 
 
 def matrix_of(get) -> np.ndarray:
@@ -41,6 +68,10 @@ class LobeLayer:
     def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape):
         self.segmentation = segmentation
         self.labelmap = labelmap  # vtkOrientedImageData, kept alive while this object lives
+        # its voxel array too: a numpy view in the worker thread never outlives the memory it reads,
+        # even when an edit gives the layer new scalars meanwhile (that result is then thrown away)
+        self.scalars = labelmap.GetPointData().GetScalars()
+        self.extent = tuple(extent)
         self.segment_ids = segment_ids  # spec label 1-6 -> segment ID
         self.values = values  # spec label 1-6 -> label value in the layer
         self.offset = (extent[4], extent[2], extent[0])  # (k, j, i) of the layer's first voxel
@@ -54,26 +85,16 @@ class LobeLayer:
         """The layer, when the six lobes (``codes``: segment ID -> lobe code) share one binary
         labelmap on ``volume``'s grid (same IJK-to-RAS matrix, extent inside the volume); else None."""
         segments = segmentation.GetSegmentation()
-        name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-        image = volume.GetImageData()
-        # a left upper lobe "with the lingula" (``LUL+``: its terminology has no "upper division")
-        # is the upper division when the lingula is a segment of its own, as lobe_array reads it
-        labels = {segment_id: BY_CODE["LUL" if code == "LUL+" else code].label for segment_id, code in codes.items()}
-        if (segments.GetSourceRepresentationName() != name or image is None
-                or sorted(labels.values()) != sorted(lobe.label for lobe in BY_CODE.values())):
+        labels = lobe_labels(segmentation, codes)
+        if labels is None:
             return None
         layers = {segments.GetLayerIndex(segment_id) for segment_id in codes}
         if len(layers) != 1:
             return None
         labelmap = segments.GetLayerDataObject(layers.pop())
-        if labelmap is None or labelmap.GetPointData().GetScalars() is None:
+        if not on_grid(labelmap, volume):
             return None
-        reference = matrix_of(volume.GetIJKToRASMatrix)
-        if not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference, atol=MATRIX_TOLERANCE):
-            return None
-        extent, dims = labelmap.GetExtent(), image.GetDimensions()
-        if any(extent[2 * a] < 0 or extent[2 * a + 1] >= dims[a] for a in range(3)):
-            return None
+        extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
         ids = {label: segment_id for segment_id, label in labels.items()}
         values = {label: segments.GetSegment(segment_id).GetLabelValue() for label, segment_id in ids.items()}
         if len(set(values.values())) != len(values) or min(values.values()) < 1:
@@ -90,9 +111,14 @@ class LobeLayer:
 
     def view(self) -> np.ndarray:
         """The layer's voxels, [k, j, i], not copied (writing here writes the segmentation)."""
-        extent = self.labelmap.GetExtent()
+        extent = self.extent
         shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
-        return numpy_support.vtk_to_numpy(self.labelmap.GetPointData().GetScalars()).reshape(shape)
+        return numpy_support.vtk_to_numpy(self.scalars).reshape(shape)
+
+    def digest(self, changes=None) -> str:
+        """``mrml_lobe_points.lobe_digest`` of the lobes in this layer (after ``changes``, when
+        given: ``kk, jj, ii, labels`` as ``write`` takes them). Reads only: safe in the worker."""
+        return lobe_digest(self.view(), self.lookup, self.offset, self.shape, changes)
 
     def read(self) -> np.ndarray:
         """The lobes as spec labels 1-6 on the whole reference grid (0 elsewhere, and for voxels

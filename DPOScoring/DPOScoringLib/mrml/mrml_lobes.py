@@ -172,6 +172,7 @@ class MRMLLobes:
         from .mrml_logic import LPS_TO_RAS
 
         self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
+        self._shown_for = None  # (which segmentation: remember_lobe_points says)
         nodes = []
         for name, values in points.items():
             node = self.scene.GetFirstNodeByName(f"DPO fissure {name}") or \
@@ -183,6 +184,26 @@ class MRMLLobes:
                 node.AddControlPoint(vtk.vtkVector3d(*(LPS_TO_RAS @ np.asarray(lps, dtype=float))))
             nodes.append(node)
         return nodes
+
+    def remember_lobe_points(self, segmentation, volume, points: dict) -> bool:
+        """The lobes of ``segmentation`` were made from ``points``: kept on the node with the lobes'
+        digest (``mrml_lobe_points``), so that a drag after a scene reload takes the fast path.
+        Needs the lobes in one shared layer on ``volume``'s grid (else nothing is stored)."""
+        from .mrml_lobe_points import store_points
+
+        layer = LobeLayer.find(segmentation, volume, self.lobe_codes(segmentation)) \
+            if LobeLayer.lps_ordered(volume) else None
+        if layer is not None:
+            store_points(segmentation, points, layer.digest())
+        self._shown_for = segmentation
+        return layer is not None
+
+    def fissure_nodes(self) -> list:
+        """The scene's fissure point nodes ("DPO fissure RO" ...), e.g. after a scene was opened."""
+        from ..lobes.fissures import FISSURES
+
+        nodes = [self.scene.GetFirstNodeByName(f"DPO fissure {name}") for name in FISSURES]
+        return [node for node in nodes if node is not None and node.GetAttribute(FISSURE_ATTRIBUTE)]
 
     def observe_fissure_drags(self, nodes, callback) -> int:
         """``callback()`` when the reader releases a dragged fissure point: one observer per node
@@ -243,7 +264,8 @@ class MRMLLobes:
         else:
             lobes = assign_lobes(lungs, ct.geometry, points)
         self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
-        return self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
+        self._shown_for = self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
+        return self._shown_for
 
     def forget_scene_state(self) -> None:
         """After Close Scene: no cache or observer may refer to the closed scene's nodes."""
@@ -253,5 +275,6 @@ class MRMLLobes:
         if getattr(self, "_lobe_updates", None) is not None:
             self._lobe_updates.forget()
         self._shown_points = None
+        self._shown_for = None
         self._lobe_cache_key = None
         self._lobe_cache = None

@@ -118,10 +118,17 @@ class ModuleLogic:
             store_provenance(segmentation, provenance)
         parameterNode.lobeSegmentation = segmentation
         if pointsPath and os.path.exists(pointsPath):
-            nodes = self.mrml.show_fissure_points(load_points(pointsPath))
+            points = load_points(pointsPath)
+            nodes = self.mrml.show_fissure_points(points)
+            if parameterNode.inputVolume:  # kept on the node: a drag after a scene reload stays fast
+                self.mrml.remember_lobe_points(segmentation, parameterNode.inputVolume, points)
             if onDrag is not None:
                 self.mrml.observe_fissure_drags(nodes, onDrag)
         return segmentation
+
+    def observeFissureDrags(self, onDrag) -> int:
+        """The scene's fissure point nodes observed (once each), e.g. in a scene just opened."""
+        return self.mrml.observe_fissure_drags(self.mrml.fissure_nodes(), onDrag)
 
     def lobeArray(self, parameterNode):
         """The lobes as spec labels and the CT's image, cached until the segmentation's voxels
@@ -130,11 +137,19 @@ class ModuleLogic:
 
     def startLobeUpdate(self, parameterNode) -> str:
         """A fissure point was dragged: the lobes follow, computed off the GUI thread (``running``:
-        call ``pollLobeUpdate`` until it is not), or at once by the slow full path."""
+        call ``pollLobeUpdate`` until it is not; ``lobeUpdateProgress`` says what it does)."""
         if not parameterNode.lobeSegmentation or not parameterNode.inputVolume:
             return "idle"
         state = self.mrml.lobe_updates.start(parameterNode.inputVolume, parameterNode.lobeSegmentation)
         return state if state == "running" else self._lobesUpdated(parameterNode, state)
+
+    def lobeUpdateProgress(self):
+        """``(percent, message)`` of the running lobe update, or None."""
+        progress = self.mrml.lobe_updates.progress if self.mrml.lobe_updates.running else None
+        return None if progress is None else (int(round(100 * progress[0])), progress[1])
+
+    def cancelLobeUpdate(self) -> None:
+        self.mrml.lobe_updates.cancel()
 
     def pollLobeUpdate(self, parameterNode) -> str:
         """From the GUI thread: writes a finished update into the segmentation (latest drag only)."""
@@ -147,7 +162,7 @@ class ModuleLogic:
         return self._lobesUpdated(parameterNode, self.mrml.lobe_updates.wait()) if state == "running" else state
 
     def _lobesUpdated(self, parameterNode, state: str) -> str:
-        if state in ("applied", "full recompute"):
+        if state == "applied":
             from .mrml_fissure_confidence import mark_moved
 
             mark_moved(parameterNode.lobeSegmentation, self.mrml.lobe_updates.last_moved)

@@ -78,6 +78,38 @@ METHODS = {
                                  LIB + "mrml_fissure_confidence.py", ".SetAttribute("),
     "vtkMRMLNode.GetAttribute": ("Libs/MRML/Core/vtkMRMLNode.h", "const char* GetAttribute(const char* name);",
                                  LIB + "mrml_fissure_confidence.py", ".GetAttribute("),
+    # lobes in several layers merged into one (mrml_lobe_layer_merge), as vtkSegmentation's
+    # MergeSegmentLabelmaps does it, and the points the lobes were made from kept on the
+    # segmentation node (mrml_lobe_points)
+    "vtkSegment.GetRepresentation": ("Libs/vtkSegmentationCore/vtkSegment.h",
+                                     "vtkDataObject* GetRepresentation(std::string name);",
+                                     LIB + "mrml_lobe_layer_merge.py", ".GetRepresentation(name)"),
+    "vtkSegment.SetLabelValue": ("Libs/vtkSegmentationCore/vtkSegment.h", "vtkSetMacro(LabelValue, int);",
+                                 LIB + "mrml_lobe_layer_merge.py", ".SetLabelValue(label)"),
+    "vtkSegment.AddRepresentation": ("Libs/vtkSegmentationCore/vtkSegment.h",
+                                     "bool AddRepresentation(std::string type, vtkDataObject* representation);",
+                                     LIB + "mrml_lobe_layer_merge.py", ".AddRepresentation(name, labelmap)"),
+    "vtkOrientedImageData.SetImageToWorldMatrix": ("Libs/vtkSegmentationCore/vtkOrientedImageData.h",
+                                                   "void SetImageToWorldMatrix(vtkMatrix4x4* mat);",
+                                                   LIB + "mrml_lobe_layer_merge.py", ".SetImageToWorldMatrix(matrix)"),
+    "contract: segments share a layer by being given the same labelmap (MergeSegmentLabelmaps)": (
+        "Libs/vtkSegmentationCore/vtkSegmentation.cxx",
+        "segment->AddRepresentation(vtkSegmentationConverter::GetBinaryLabelmapRepresentationName(), "
+        "sharedLabelmapRepresentation);", LIB + "mrml_lobe_layer_merge.py", ".AddRepresentation(name, labelmap)"),
+    "vtkMRMLNode.SetAttribute (lobe points)": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                               "void SetAttribute(const char* name, const char* value);",
+                                               LIB + "mrml_lobe_points.py", ".SetAttribute(POINTS_ATTRIBUTE"),
+    "vtkMRMLNode.GetAttribute (lobe points)": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                               "const char* GetAttribute(const char* name);",
+                                               LIB + "mrml_lobe_points.py", ".GetAttribute(POINTS_ATTRIBUTE)"),
+    "vtkMRMLNode.RemoveAttribute": ("Libs/MRML/Core/vtkMRMLNode.h", "void RemoveAttribute(const char* name);",
+                                    LIB + "mrml_lobe_points.py", ".RemoveAttribute(POINTS_ATTRIBUTE)"),
+    "contract: node attributes are written to the scene file": (
+        "Libs/MRML/Core/vtkMRMLNode.cxx", 'of << " attributes=\\"";',
+        LIB + "mrml_lobe_points.py", ".SetAttribute(POINTS_ATTRIBUTE"),
+    "vtkMRMLNode.GetAttribute (fissure nodes)": ("Libs/MRML/Core/vtkMRMLNode.h",
+                                                 "const char* GetAttribute(const char* name);",
+                                                 LIB + "mrml_lobes.py", ".GetAttribute(FISSURE_ATTRIBUTE)"),
     # contracts: a source labelmap's Modified() reaches the segmentation (derived representations
     # invalidated, SourceRepresentationModified), a segment's Modified() redraws the 2-D views, and
     # both are how Slicer itself says to write a segment's voxels in place

@@ -20,10 +20,12 @@ import SimpleITK as sitk  # noqa: E402
 import vtk  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
+from DPOScoringLib.common.anatomy import lungs_from_lobes  # noqa: E402
 from DPOScoringLib.ct.ct_image import Geometry  # noqa: E402
 from DPOScoringLib.lobes.fissures import assign_lobes, default_points  # noqa: E402
 from DPOScoringLib.lobes.lobe_files import to_spec_labels  # noqa: E402
 from DPOScoringLib.mrml import mrml_lobe_drag  # noqa: E402
+from DPOScoringLib.mrml.mrml_lobe_layer_merge import LayerMerge  # noqa: E402
 from DPOScoringLib.mrml.mrml_logic import DPOScoringMRMLLogic, create_headless_scene  # noqa: E402
 
 SPACING = (2.0, 2.0, 2.5)
@@ -208,17 +210,260 @@ def test_an_error_in_the_worker_reaches_the_caller(scene_case, monkeypatch):
     assert not logic.lobe_updates.running
 
 
-def test_lobes_in_separate_layers_take_the_full_path_and_stay_right(scene_case):
+def test_lobes_in_separate_layers_are_merged_in_the_worker_and_take_the_fast_path(scene_case, monkeypatch):
     scene, logic, volume, segmentation, lungs, geometry = scene_case
     segments = segmentation.GetSegmentation()
-    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("lingula"))
-    assert segments.GetNumberOfLayers() == 2
+    for name in ("lingula", "right upper lobe"):  # as SeparateSegmentLabelmap / some editor effects leave them
+        segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName(name))
+    assert segments.GetNumberOfLayers() == 3
+    before = exported(logic, segmentation, volume)
+    entered, release = threading.Event(), threading.Event()
+    original = LayerMerge.merge
+
+    def gated(self):  # holds the worker (a timing double)
+        entered.set()
+        assert release.wait(60)
+        return original(self)
+
+    monkeypatch.setattr(LayerMerge, "merge", gated)
     move_point(scene, "RO", 4, 10.0)
-    assert logic.lobe_updates.start(volume, segmentation) == "full recompute"
-    assert np.array_equal(exported(logic, segmentation, volume),
-                          assign_lobes(lungs, geometry, logic.fissure_points()))
-    # two layers: lobe_array reads through the export (exported_lobes), as this test's own export
-    assert np.array_equal(logic.lobe_array(segmentation, volume), exported(logic, segmentation, volume))
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"
+    assert entered.wait(30) and segments.GetNumberOfLayers() == 3  # merged in the worker, not on the GUI thread
+    assert "merging" in updates.progress[1]
+    release.set()
+    assert updates.wait() == "applied" and updates.last_path == "local"
+    assert segments.GetNumberOfLayers() == 1 and updates.merged == 1
+    after = exported(logic, segmentation, volume)
+    assert np.array_equal(after, assign_lobes(lungs, geometry, logic.fissure_points()))
+    assert updates.last_changed_voxels == int((after != before).sum()) > 0  # the merge itself changed none
+
+
+def each_segment(scene, segmentation, volume) -> dict:
+    """Every segment's voxels as Slicer exports it alone (ExportSegmentsToLabelmapNode)."""
+    segments = segmentation.GetSegmentation()
+    masks = {}
+    for index in range(segments.GetNumberOfSegments()):
+        one = vtk.vtkStringArray()
+        one.InsertNextValue(segments.GetNthSegmentID(index))
+        node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, one, node, volume)
+        image = node.GetImageData()
+        masks[segments.GetNthSegmentID(index)] = numpy_support.vtk_to_numpy(
+            image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1]) > 0
+        scene.RemoveNode(node)
+    return masks
+
+
+def paint_overlap(segmentation, segment_id, over_name, count):
+    """``count`` voxels of the segment named ``over_name`` also painted into ``segment_id``'s own layer."""
+    segments = segmentation.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    segments.SeparateSegmentLabelmap(segment_id)
+    target = segments.GetSegment(segment_id).GetRepresentation(name)
+    over = segments.GetSegment(segments.GetSegmentIdBySegmentName(over_name))
+    target.DeepCopy(over.GetRepresentation(name))
+    data = numpy_support.vtk_to_numpy(target.GetPointData().GetScalars())
+    inside = np.flatnonzero(data == over.GetLabelValue())
+    data[:] = 0
+    data[inside[:count]] = segments.GetSegment(segment_id).GetLabelValue()
+    target.Modified()
+
+
+def test_the_merge_keeps_every_segments_voxels_and_leaves_other_segments_alone(scene_case):
+    scene, logic, volume, segmentation, *_ = scene_case
+    segments = segmentation.GetSegmentation()
+    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("left lower lobe"))
+    paint_overlap(segmentation, segments.AddEmptySegment("nodule", "nodule"), "right lower lobe", 2000)
+    before = each_segment(scene, segmentation, volume)
+    assert segments.GetNumberOfLayers() == 3
+    merge = LayerMerge.prepare(segmentation, volume, logic.lobe_codes(segmentation))
+    merge.install(merge.merge())
+    assert segments.GetNumberOfLayers() == 2  # the nodule (overlapping a lobe) keeps its own layer
+    after = each_segment(scene, segmentation, volume)
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert mrml_lobe_drag.LobeLayer.find(segmentation, volume, logic.lobe_codes(segmentation)) is not None
+
+
+def test_overlapping_lobes_are_not_merged_but_recomputed_in_the_worker(scene_case):
+    scene, logic, volume, segmentation, _lungs, geometry = scene_case
+    segments = segmentation.GetSegmentation()
+    paint_overlap(segmentation, segments.GetSegmentIdBySegmentName("lingula"), "left lower lobe", 500)
+    lungs_now = lungs_from_lobes(exported(logic, segmentation, volume))  # (the lingula is now 500 voxels in the LLL)
+    assert LayerMerge.prepare(segmentation, volume, logic.lobe_codes(segmentation)).merge() is None
+    move_point(scene, "LO", 4, 10.0)
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"
+    assert updates.wait() == "applied"
+    assert np.array_equal(exported(logic, segmentation, volume), assign_lobes(lungs_now, geometry,
+                                                                              logic.fissure_points()))
+    assert updates.last_path == "full" and segments.GetNumberOfLayers() == 1
+
+
+def test_lobes_on_another_grid_take_the_import_path_computed_in_the_worker(scene_case, tmp_path):
+    scene, logic, volume, segmentation, _lungs, geometry = scene_case
+    image = logic.volume_to_image(volume)
+    shifted_origin = (geometry.origin[0] + 1.0, geometry.origin[1], geometry.origin[2])  # half a voxel
+    image.SetOrigin(shifted_origin)
+    sitk.WriteImage(image, str(tmp_path / "shifted.nrrd"))
+    shifted = logic.load_volume(tmp_path / "shifted.nrrd", "shifted CT")
+    grid = Geometry(geometry.size, geometry.spacing, shifted_origin, geometry.direction)
+    lungs_there = lungs_from_lobes(exported(logic, segmentation, shifted))  # resampled by Slicer
+    logic._shown_points = None
+    move_point(scene, "RO", 4, 8.0)
+    updates = logic.lobe_updates
+    assert updates.start(shifted, segmentation) == "running"  # export done, the lobes computed in the worker
+    assert updates.wait() == "applied" and updates.last_path == "full import"
+    assert np.array_equal(exported(logic, segmentation, shifted), assign_lobes(lungs_there, grid,
+                                                                               logic.fissure_points()))
+
+
+def save_and_reopen(tmp_path, scene, volume, segmentation):
+    """The scene saved as Slicer saves it (each node's data through its storage node, then the
+    scene file), and opened again in a new scene (vtkMRMLScene::Import of the .mrml)."""
+    nodes = [(volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd")]
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLMarkupsFiducialNode")
+        nodes.append((node, f"fissure-{index}.mrk.json"))
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    for node, name in nodes:
+        if node.GetStorageNode() is None:
+            node.AddDefaultStorageNode()
+        node.GetStorageNode().SetFileName(str(folder / name))
+        assert node.GetStorageNode().WriteData(node)
+    scene.SetURL(str(folder / "scene.mrml"))
+    assert scene.Commit()
+    fresh = create_headless_scene()
+    fresh.SetURL(str(folder / "scene.mrml"))
+    assert fresh.Import()
+    logic = DPOScoringMRMLLogic(fresh)  # a new logic: nothing kept in memory (a module reload too)
+    return fresh, logic, fresh.GetFirstNodeByName(volume.GetName()), fresh.GetFirstNodeByName(segmentation.GetName())
+
+
+def test_a_drag_after_the_scene_was_saved_and_reopened_takes_the_fast_path(scene_case, tmp_path):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    assert logic.remember_lobe_points(segmentation, volume, logic.fissure_points())  # as loadLobes does
+    move_point(scene, "LO", 3, 8.0)  # a drag before saving: its points are stored with its lobes
+    logic.lobe_updates.start(volume, segmentation)
+    assert logic.lobe_updates.wait() == "applied"
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        assert np.array_equal(exported(again, segmentation2, volume2), exported(logic, segmentation, volume))
+        before = exported(again, segmentation2, volume2)
+        move_point(fresh, "RO", 4, 9.0)
+        updates = again.lobe_updates
+        assert updates.start(volume2, segmentation2) == "running"
+        assert updates.wait() == "applied" and updates.last_path == "local"  # not every voxel again
+        after = exported(again, segmentation2, volume2)
+        assert np.array_equal(after, assign_lobes(lungs, geometry, again.fissure_points()))
+        assert updates.last_changed_voxels == int((after != before).sum()) > 0
+        assert updates.last_moved == ["RO"]
+    finally:
+        fresh.Clear(0)
+
+
+def test_stored_points_survive_a_reload_of_lobes_in_several_layers(scene_case, tmp_path):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    assert logic.remember_lobe_points(segmentation, volume, logic.fissure_points())
+    segments = segmentation.GetSegmentation()
+    segments.SeparateSegmentLabelmap(segments.GetSegmentIdBySegmentName("lingula"))  # same lobes, two layers
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        segments2 = segmentation2.GetSegmentation()  # (the storage node may have merged the layers on reading)
+        segments2.SeparateSegmentLabelmap(segments2.GetSegmentIdBySegmentName("right middle lobe"))
+        assert segments2.GetNumberOfLayers() >= 2
+        move_point(fresh, "LG", 2, -7.0)
+        assert again.lobe_updates.start(volume2, segmentation2) == "running"
+        assert again.lobe_updates.wait() == "applied" and again.lobe_updates.last_path == "local"
+        assert np.array_equal(exported(again, segmentation2, volume2),
+                              assign_lobes(lungs, geometry, again.fissure_points()))
+    finally:
+        fresh.Clear(0)
+
+
+def test_stored_points_of_lobes_edited_since_are_not_trusted(scene_case, tmp_path):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    points = logic.fissure_points()
+    assert logic.remember_lobe_points(segmentation, volume, points)
+    # the lobes are replaced afterwards (another tool, a Segment Editor session): the right oblique
+    # fissure 15 mm higher, the stored points not updated
+    other = {name: p.copy() for name, p in points.items()}
+    other["RO"][:, 2] += 15.0
+    image = logic.volume_to_image(volume)
+    logic.lobes_to_segmentation(assign_lobes(lungs, geometry, other), image, volume, segmentation)
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        move_point(fresh, "RH", 4, 6.0)
+        updates = again.lobe_updates
+        assert updates.start(volume2, segmentation2) == "running"  # the honest path runs in the worker too
+        assert updates.wait() == "applied"
+        # every lobe voxel from the scene's points, not the stale points' partial update
+        assert np.array_equal(exported(again, segmentation2, volume2),
+                              assign_lobes(lungs, geometry, again.fissure_points()))
+        assert updates.last_path == "full"
+        # and the points now stored describe the new lobes: the next drag is local again
+        move_point(fresh, "RO", 3, 5.0)
+        again._shown_points = None  # as after another reload
+        updates.start(volume2, segmentation2)
+        assert updates.wait() == "applied" and updates.last_path == "local"
+        assert np.array_equal(exported(again, segmentation2, volume2),
+                              assign_lobes(lungs, geometry, again.fissure_points()))
+    finally:
+        fresh.Clear(0)
+
+
+def test_the_logics_points_are_not_used_for_another_segmentation(scene_case):
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    points = logic.fissure_points()
+    assert logic.remember_lobe_points(segmentation, volume, points)  # the logic's points: this node's
+    other = {name: p.copy() for name, p in points.items()}
+    other["LO"][:, 2] -= 12.0
+    image = logic.volume_to_image(volume)
+    second = logic.lobes_to_segmentation(assign_lobes(lungs, geometry, other), image, volume)  # another node
+    move_point(scene, "RO", 4, 8.0)
+    updates = logic.lobe_updates
+    assert updates.start(volume, second) == "running"
+    assert updates.wait() == "applied"
+    assert np.array_equal(exported(logic, second, volume), assign_lobes(lungs, geometry, logic.fissure_points()))
+    assert updates.last_path == "full"
+
+
+def test_a_full_recompute_reports_progress_and_can_be_cancelled(scene_case, monkeypatch):
+    scene, logic, volume, segmentation, *_ = scene_case
+    logic._shown_points = None  # no points known to describe the lobes (none stored either)
+    entered, release = threading.Event(), threading.Event()
+    original = mrml_lobe_drag.assign_lobes
+
+    def gated(lungs, geometry, points, progress=None):  # holds the worker (a timing double)
+        progress.step(0.5, "assigning lobes")
+        entered.set()
+        assert release.wait(60)
+        return original(lungs, geometry, points, progress)
+
+    monkeypatch.setattr(mrml_lobe_drag, "assign_lobes", gated)
+    before = exported(logic, segmentation, volume)
+    move_point(scene, "RO", 4, 10.0)
+    updates = logic.lobe_updates
+    assert updates.start(volume, segmentation) == "running"
+    assert entered.wait(30)
+    fraction, message = updates.progress
+    assert 0 < fraction < 1 and "assigning lobes" in message
+    updates.cancel()
+    release.set()
+    assert updates.wait() == "cancelled" and not updates.running
+    assert np.array_equal(exported(logic, segmentation, volume), before)  # nothing applied
+
+
+def test_a_stored_points_attribute_that_is_not_ours_is_ignored(scene_case):
+    from DPOScoringLib.mrml.mrml_lobe_points import POINTS_ATTRIBUTE, stored_points
+
+    *_, segmentation, _lungs, _geometry = scene_case
+    for text in ("not json", '{"schema": "other"}', '{"schema": "dpo-lobe-points/1", "lobes_sha256": "x", '
+                 '"fissures": {"XX": [[0, 0, 0]]}}', '{"schema": "dpo-lobe-points/1", "lobes_sha256": "x", '
+                 '"fissures": {"RO": [1, 2]}}'):
+        segmentation.SetAttribute(POINTS_ATTRIBUTE, text)
+        assert stored_points(segmentation) is None
 
 
 def test_the_layer_reader_equals_slicers_export_with_a_foreign_segment_in_the_layer(scene_case):

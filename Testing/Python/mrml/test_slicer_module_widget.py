@@ -358,3 +358,61 @@ def test_export_to_dicom_is_offered_for_a_dicom_ct_and_calls_the_logic(gui, phan
     with pytest.raises(RuntimeError):
         button.emit("clicked(bool)", False)
     assert "not added to the DICOM database" in double.ERRORS[-1]
+
+
+def test_after_the_scene_is_saved_and_opened_again_a_drag_is_observed_and_stays_local(gui, phantom_1mm, tmp_path):
+    """Lobes computed and a point dragged, the scene saved (storage nodes, then the .mrml), closed and
+    opened again: the widget observes the reopened fissure nodes, and a drag is computed in the
+    worker from the points stored on the segmentation node (the local path, not every voxel)."""
+    from DPOScoringLib.lobes.fissures import save_points
+    from DPOScoringLib.lobes.lobe_pipeline import write_lobes
+
+    node, logic, result = gui.widget._parameterNode, gui.widget.logic, phantom_1mm.lobe_result
+    node.inputVolume = logic.mrml.load_volume(phantom_1mm.paths["ct"])
+    gui.ui.computeLobesButton.emit("clicked(bool)", False)
+    process = double.Process.created[-1]
+    out = lambda option: process.arguments[process.arguments.index(option) + 1]  # noqa: E731
+    write_lobes(out("--out"), result.lobes, phantom_1mm.run.ct)
+    save_points(out("--points-out"), result.points)
+    process.emit("finished(int,QProcess::ExitStatus)", 0, 0)
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    saved = [node.inputVolume, node.lobeSegmentation]
+    saved += [gui.scene.GetFirstNodeByName(f"DPO fissure {name}") for name in result.points]
+    for index, saving in enumerate(saved):
+        if saving.GetStorageNode() is None:
+            saving.AddDefaultStorageNode()
+        suffix = ".nrrd" if index == 0 else ".seg.nrrd" if index == 1 else ".mrk.json"
+        saving.GetStorageNode().SetFileName(str(folder / f"{index}{suffix}"))
+        assert saving.GetStorageNode().WriteData(saving)
+    gui.scene.SetURL(str(folder / "scene.mrml"))
+    assert gui.scene.Commit()
+    gui.scene.Clear(0)  # Close Scene
+    assert logic.mrml._shown_points is None
+    gui.scene.SetURL(str(folder / "scene.mrml"))
+    assert gui.scene.Import()  # open it again: EndImportEvent
+    node = gui.widget._parameterNode
+    assert node.lobeSegmentation and node.inputVolume  # the parameter node came back with the scene
+    before, _ = logic.lobeArray(node)
+    horizontal = gui.scene.GetFirstNodeByName("DPO fissure RH")
+    position = [0.0, 0.0, 0.0]
+    horizontal.GetNthControlPointPosition(14, position)
+    horizontal.SetNthControlPointPosition(14, position[0], position[1], position[2] + 12.0)
+    horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)  # observed again
+    assert logic.mrml.lobe_updates.running and gui.ui.cancelButton.enabled  # the update can be cancelled
+    double.run_timers()
+    assert not double.ERRORS and logic.mrml.lobe_updates.last_path == "local"
+    assert gui.ui.progressBar.format.startswith("lobes updated") and not gui.ui.cancelButton.enabled
+    after, _ = logic.lobeArray(node)
+    changed = after != before
+    assert changed.any() and set(after[changed].tolist()) <= {1, 2, 3}  # only right lobes, near the move
+    # another drag, cancelled before its result is written: the lobes stay as they are
+    horizontal.SetNthControlPointPosition(14, position[0], position[1], position[2] - 12.0)
+    horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
+    gui.ui.cancelButton.emit("clicked(bool)", False)
+    double.run_timers()
+    assert not logic.mrml.lobe_updates.running and gui.ui.progressBar.format == "cancelled"
+    assert (logic.mrml.lobe_array(node.lobeSegmentation, node.inputVolume) == after).all()  # read afresh
+    gui.widget.cleanup()  # the module reloaded: its logic no longer follows the scene's fissure nodes
+    horizontal.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
+    assert not logic.mrml.lobe_updates.running

@@ -1,0 +1,89 @@
+"""The fissure points the lobes were made from, kept on the lobe segmentation node, so that a drag
+after the scene was saved and opened again (or the module reloaded) still takes the fast path.
+
+A node attribute is saved in the scene file (``.mrml``) with the node, so the points survive a
+scene save and reload, an ``.mrb`` bundle, and a module reload. They are trusted only while they
+still describe the lobes: the attribute also holds a digest of the lobes they were made from
+(``lobe_digest``: SHA-256 of the lobes as spec labels 1-6 on the reference grid, over the shared
+layer's extent). A drag that reads them checks the digest against the segmentation first (in the
+worker thread); when the segmentation was edited since (Segment Editor, an import into the node, a
+recompute that did not store its points), the digest differs and the lobes are recomputed from
+the points instead (``mrml_lobe_drag``): an honest slow path, never a fast wrong one.
+
+The digest depends only on which voxel holds which lobe (not on the layer's label values, its
+scalar type or which segments share it), so merging the segmentation's layers into one keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+POINTS_ATTRIBUTE = "DPOScoring.LobePoints"
+POINTS_SCHEMA = "dpo-lobe-points/1"
+SLAB = 16  # slices hashed at a time (a changed slab is copied, never the whole layer)
+
+
+def lobe_digest(view: np.ndarray, lookup: np.ndarray, offset, shape, changes=None) -> str:
+    """SHA-256 of the lobes held in a layer's voxels ``view`` ([k, j, i]; ``lookup``: layer value
+    -> spec label, any other value 0), placed at ``offset`` on a reference grid of ``shape``;
+    with ``changes`` (``kk, jj, ii, labels`` on the reference grid, spec labels) the digest of the
+    lobes after those changes, without writing them."""
+    top = int(view.max()) if view.size else 0
+    if top >= lookup.size:
+        lookup = np.concatenate([lookup, np.zeros(top + 1 - lookup.size, dtype=np.uint8)])
+    lookup = lookup.astype(np.uint8)
+    identity = view.dtype == np.uint8 and np.array_equal(lookup[:top + 1], np.arange(top + 1))
+    digest = hashlib.sha256(json.dumps({"schema": POINTS_SCHEMA, "offset": [int(v) for v in offset],
+                                        "size": [int(v) for v in view.shape],
+                                        "grid": [int(v) for v in shape]}).encode())
+    if changes is not None:
+        kk, jj, ii, labels = (np.asarray(a) for a in changes)
+        order = np.argsort(kk, kind="stable")
+        kk, jj, ii, labels = kk[order] - offset[0], jj[order] - offset[1], ii[order] - offset[2], labels[order]
+    for start in range(0, view.shape[0], SLAB):
+        slab = view[start:start + SLAB]
+        canonical = slab if identity else lookup[slab]
+        if changes is not None:
+            first, last = np.searchsorted(kk, [start, start + SLAB])
+            if last > first:
+                canonical = canonical.copy() if canonical is slab else canonical
+                canonical[kk[first:last] - start, jj[first:last], ii[first:last]] = labels[first:last]
+        digest.update(np.ascontiguousarray(canonical).data)
+    return digest.hexdigest()
+
+
+def store_points(segmentation, points: dict, digest: str) -> None:
+    """The points (LPS mm, exact: JSON keeps a float's every digit) and the digest of the lobes
+    made from them, as an attribute of the segmentation node (saved with the scene)."""
+    document = {"schema": POINTS_SCHEMA, "coordinates": "LPS", "lobes_sha256": digest,
+                "fissures": {name: np.asarray(p, dtype=float).tolist() for name, p in points.items()}}
+    segmentation.SetAttribute(POINTS_ATTRIBUTE, json.dumps(document))
+
+
+def forget_points(segmentation) -> None:
+    """The stored points no longer describe the lobes (they were replaced another way)."""
+    if segmentation.GetAttribute(POINTS_ATTRIBUTE) is not None:
+        segmentation.RemoveAttribute(POINTS_ATTRIBUTE)
+
+
+def stored_points(segmentation) -> tuple[dict, str] | None:
+    """``(points, digest)`` as stored, or None (none stored, or an attribute that is not ours: a
+    hand-edited or foreign value is ignored, never trusted)."""
+    from ..lobes.fissures import FISSURES  # here: the module loads before SciPy is installed
+
+    text = segmentation.GetAttribute(POINTS_ATTRIBUTE) if segmentation is not None else None
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+        if document.get("schema") != POINTS_SCHEMA or not isinstance(document.get("lobes_sha256"), str):
+            return None
+        points = {name: np.asarray(values, dtype=float) for name, values in document["fissures"].items()}
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    if not points or any(name not in FISSURES or p.ndim != 2 or p.shape[1] != 3 for name, p in points.items()):
+        return None
+    return points, document["lobes_sha256"]
