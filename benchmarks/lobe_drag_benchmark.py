@@ -18,8 +18,8 @@ Then the cases that used to fall back to the full recompute on the GUI thread (i
 scene saved through its storage nodes and opened again in a new scene with a new logic (the points
 read back from the segmentation node, checked against the lobes' digest in the worker), the lobes
 in three layers (merged into one in the worker, installed on the GUI thread, then the local path),
-and lobes edited after their points were stored (every voxel recomputed in the worker; the GUI
-thread held only to write).
+and lobes changed without the module after their points were stored (every voxel recomputed in
+the worker; the GUI thread held only to write).
 
 The volume is synthetic (two ellipsoid lungs, 0.7 x 0.7 x 0.8 mm); the timings are of this noisy
 2-core machine. Usage: python benchmarks/lobe_drag_benchmark.py [--repeat N] [--json FILE]
@@ -227,8 +227,9 @@ def reopened_scene(scene, volume, segmentation, lungs, geometry, logic_class, ne
         assert updates.last_path == "local" and segments.GetNumberOfLayers() == 1
         results["three_layers_first_drag_s"], results["three_layers_first_drag_gui_thread_s"] = total, held
         results["three_layers_first_drag_longest_hold_s"] = longest  # incl. installing the merged layer
-        # lobes edited after their points were stored (here: the logic's own points forgotten and
-        # the stored digest made stale), so nothing may be trusted: every voxel, in the worker
+        # lobes changed without the module watching after their points were stored (here: the
+        # logic's own points forgotten and the stored digest made stale), so nothing may be
+        # trusted: every voxel, in the worker
         logic._shown_points = None
         text = segmentation.GetAttribute("DPOScoring.LobePoints")
         segmentation.SetAttribute("DPOScoring.LobePoints", text.replace('"lobes_sha256": "', '"lobes_sha256": "0'))

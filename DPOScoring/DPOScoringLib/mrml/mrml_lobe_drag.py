@@ -18,10 +18,11 @@ Paths (``last_path``), all computed in the worker:
   are looked at. Those points are the logic's own (``_shown_points``, this session, for the
   segmentation they were applied to) or, after a scene reload or a module reload, the ones stored
   on the segmentation node (``mrml_lobe_points``), trusted only once the worker found the lobes'
-  digest unchanged.
+  digest unchanged (or marked ``edited`` under the module's watch: trusted as in the session).
 * ``full``: the same layer, but no points known to describe the lobes (none stored, or the
-  segmentation was edited after they were stored): every lobe voxel is recomputed from the scene's
-  points in the worker (with progress, cancellable), and written where it changes. Also when lobes
+  segmentation was changed after they were stored while the module did not watch): every lobe
+  voxel is recomputed from the scene's points in the worker (with progress, cancellable), and
+  written where it changes. Also when lobes
   in several layers overlap (they are not merged): every lobe voxel from the points on the lobes'
   union, in the worker, installed as the six segments' new shared layer.
 * ``full import``: no shared layer on the CT's grid possible (lobes on another grid, a left upper
@@ -48,7 +49,7 @@ from ..ct.ct_image import Geometry
 from ..lobes.fissures import assign_lobes, lobe_changes, moved_fissures, update_lobes
 from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, matrix_of
 from .mrml_lobe_layer_merge import LayerMerge
-from .mrml_lobe_points import forget_points, store_points, stored_points
+from .mrml_lobe_points import forget_points, stored_points
 
 RUNNING, APPLIED, IDLE, SUPERSEDED, CANCELLED = "running", "applied", "idle", "superseded", "cancelled"
 LOCAL, FULL, FULL_IMPORT = "local", "full", "full import"
@@ -87,7 +88,7 @@ def _layer_job(layer: LobeLayer, geometry: Geometry, old_points, new_points: dic
     """Worker thread, one shared layer: ``(path, changes, digest of the lobes after them)``. Points
     read from the node (``expected_digest`` given) are used only when the lobes still match them."""
     if old_points is not None and expected_digest is not None and layer.digest() != expected_digest:
-        progress.step(0.0, "the lobes were edited after their fissure points were stored")
+        progress.step(0.0, "the lobes were changed after their fissure points were stored")
         old_points = None
     if old_points is not None:
         path, changes = LOCAL, _compute(layer, geometry, old_points, new_points)
@@ -292,7 +293,7 @@ class LobeUpdates:
         logic = self.logic
         self.last_changed_voxels = job.layer.write(*changes)
         self._remember(job, path)
-        store_points(job.segmentation, job.points, digest)  # saved with the scene
+        self.logic.keep_lobe_points(job.segmentation, job.points, digest)  # saved with the scene
         key = logic.segmentation_content_key(job.segmentation)
         cache_key = getattr(logic, "_lobe_cache_key", None)
         if cache_key is not None and cache_key[0] == job.key:  # the lobe cache follows without an export
@@ -309,7 +310,7 @@ class LobeUpdates:
         self._remember(job, FULL)
         layer = LobeLayer.find(job.segmentation, job.volume, self.logic.lobe_codes(job.segmentation))
         if layer is not None:
-            store_points(job.segmentation, job.points, layer.digest())
+            self.logic.keep_lobe_points(job.segmentation, job.points, layer.digest())
 
     def _apply_import(self, job: _Job, path: str, lobes: np.ndarray) -> None:
         logic = self.logic
@@ -319,7 +320,7 @@ class LobeUpdates:
         layer = LobeLayer.find(job.segmentation, job.volume, logic.lobe_codes(job.segmentation)) \
             if LobeLayer.lps_ordered(job.volume) else None
         if layer is not None:
-            store_points(job.segmentation, job.points, layer.digest())
+            self.logic.keep_lobe_points(job.segmentation, job.points, layer.digest())
         else:
             forget_points(job.segmentation)
 

@@ -63,15 +63,30 @@ def store_points(segmentation, points: dict, digest: str) -> None:
     segmentation.SetAttribute(POINTS_ATTRIBUTE, json.dumps(document))
 
 
+def mark_edited(segmentation) -> None:
+    """The lobes were edited while the module watched: the stored points (if any, and ours) are
+    marked ``edited``; ``stored_points`` then returns them without a digest to check."""
+    text = segmentation.GetAttribute(POINTS_ATTRIBUTE)
+    try:
+        document = json.loads(text) if text else None
+    except ValueError:
+        return
+    if isinstance(document, dict) and document.get("schema") == POINTS_SCHEMA and not document.get("edited"):
+        document["edited"] = True
+        segmentation.SetAttribute(POINTS_ATTRIBUTE, json.dumps(document))
+
+
 def forget_points(segmentation) -> None:
     """The stored points no longer describe the lobes (they were replaced another way)."""
     if segmentation.GetAttribute(POINTS_ATTRIBUTE) is not None:
         segmentation.RemoveAttribute(POINTS_ATTRIBUTE)
 
 
-def stored_points(segmentation) -> tuple[dict, str] | None:
+def stored_points(segmentation) -> tuple[dict, str | None] | None:
     """``(points, digest)`` as stored, or None (none stored, or an attribute that is not ours: a
-    hand-edited or foreign value is ignored, never trusted)."""
+    hand-edited or foreign value is ignored, never trusted). The digest is None when the lobes
+    were edited under the module's watch (``mark_edited``): the points are trusted as they were
+    in that session."""
     from ..lobes.fissures import FISSURES  # here: the module loads before SciPy is installed
 
     text = segmentation.GetAttribute(POINTS_ATTRIBUTE) if segmentation is not None else None
@@ -86,4 +101,4 @@ def stored_points(segmentation) -> tuple[dict, str] | None:
         return None
     if not points or any(name not in FISSURES or p.ndim != 2 or p.shape[1] != 3 for name, p in points.items()):
         return None
-    return points, document["lobes_sha256"]
+    return points, (None if document.get("edited") is True else document["lobes_sha256"])

@@ -189,14 +189,45 @@ class MRMLLobes:
         """The lobes of ``segmentation`` were made from ``points``: kept on the node with the lobes'
         digest (``mrml_lobe_points``), so that a drag after a scene reload takes the fast path.
         Needs the lobes in one shared layer on ``volume``'s grid (else nothing is stored)."""
-        from .mrml_lobe_points import store_points
-
         layer = LobeLayer.find(segmentation, volume, self.lobe_codes(segmentation)) \
             if LobeLayer.lps_ordered(volume) else None
         if layer is not None:
-            store_points(segmentation, points, layer.digest())
+            self.keep_lobe_points(segmentation, points, layer.digest())
         self._shown_for = segmentation
         return layer is not None
+
+    def keep_lobe_points(self, segmentation, points: dict, digest: str) -> None:
+        """``points`` and the digest of the lobes made from them stored on the node, and the node
+        watched: an edit of its lobes from now on (Segment Editor, an import) marks them edited
+        (``mrml_lobe_points.mark_edited``), so that after a reload a drag keeps the edits."""
+        from .mrml_lobe_points import store_points
+
+        store_points(segmentation, points, digest)
+        self._watch_lobe_edits(segmentation)
+
+    def watch_stored_lobes(self) -> int:
+        """Every segmentation node of the scene holding stored points is watched for edits (a
+        scene just opened). Returns how many nodes are watched."""
+        from .mrml_lobe_points import POINTS_ATTRIBUTE
+
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLSegmentationNode")
+            if node.GetAttribute(POINTS_ATTRIBUTE):
+                self._watch_lobe_edits(node)
+        return len(getattr(self, "_edit_watches", {}))
+
+    def _watch_lobe_edits(self, segmentation) -> None:
+        """One observer per node of the segmentation's voxel edits (the node re-sends
+        vtkSegmentation::SourceRepresentationModified, which Segment Editor effects cause)."""
+        from .mrml_lobe_points import mark_edited
+
+        watches = getattr(self, "_edit_watches", {})
+        entry = watches.get(segmentation.GetID())
+        if entry is None or entry[0] is not segmentation:
+            tag = segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
+                                           lambda caller, event: mark_edited(caller))
+            watches[segmentation.GetID()] = (segmentation, tag)
+        self._edit_watches = watches
 
     def fissure_nodes(self) -> list:
         """The scene's fissure point nodes ("DPO fissure RO" ...), e.g. after a scene was opened."""
@@ -269,9 +300,11 @@ class MRMLLobes:
 
     def forget_scene_state(self) -> None:
         """After Close Scene: no cache or observer may refer to the closed scene's nodes."""
-        for node, tag in getattr(self, "_fissure_observers", {}).values():
+        observed = [*getattr(self, "_fissure_observers", {}).values(), *getattr(self, "_edit_watches", {}).values()]
+        for node, tag in observed:
             node.RemoveObserver(tag)
         self._fissure_observers = {}
+        self._edit_watches = {}
         if getattr(self, "_lobe_updates", None) is not None:
             self._lobe_updates.forget()
         self._shown_points = None

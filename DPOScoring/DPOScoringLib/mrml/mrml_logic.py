@@ -78,6 +78,10 @@ class DPOScoringMRMLLogic(MRMLLobes):
         self.review_folder: Path | None = None
         self._findings: dict[str, tuple] = {}  # markups node ID -> (node, parsed findings), kept in step
         scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, self._on_scene_closed)
+        # lobes whose fissure points are stored on their node are watched for edits (mrml_lobes),
+        # in the scene as it is and in every scene opened into it
+        scene.AddObserver(slicer.vtkMRMLScene.EndImportEvent, lambda caller, event: self.watch_stored_lobes())
+        self.watch_stored_lobes()
 
     def _finding_cache(self, markups) -> list:
         """Parsed findings of a markups node, kept in step with each decision. Keyed by the node

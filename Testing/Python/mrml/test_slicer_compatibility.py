@@ -110,6 +110,15 @@ METHODS = {
     "vtkMRMLNode.GetAttribute (fissure nodes)": ("Libs/MRML/Core/vtkMRMLNode.h",
                                                  "const char* GetAttribute(const char* name);",
                                                  LIB + "mrml_lobes.py", ".GetAttribute(FISSURE_ATTRIBUTE)"),
+    # contract: the segmentation node re-sends its vtkSegmentation's SourceRepresentationModified
+    # (a Segment Editor stroke, an import into the node) as its own event, which the edit watch
+    # observes on the node (it outlives a replaced vtkSegmentation)
+    "contract: the node re-sends SourceRepresentationModified": (
+        "Libs/MRML/Core/vtkMRMLSegmentationNode.cxx", "case vtkSegmentation::SourceRepresentationModified:",
+        LIB + "mrml_lobes.py", "segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified"),
+    "vtkMRMLScene.GetNthNodeByClass (stored lobes)": (
+        "Libs/MRML/Core/vtkMRMLScene.h", "vtkMRMLNode* GetNthNodeByClass(int n, const char* className);",
+        LIB + "mrml_lobes.py", ".GetNthNodeByClass(index, \"vtkMRMLSegmentationNode\")"),
     # contracts: a source labelmap's Modified() reaches the segmentation (derived representations
     # invalidated, SourceRepresentationModified), a segment's Modified() redraws the 2-D views, and
     # both are how Slicer itself says to write a segment's voxels in place

@@ -386,8 +386,10 @@ def test_stored_points_of_lobes_edited_since_are_not_trusted(scene_case, tmp_pat
     scene, logic, volume, segmentation, lungs, geometry = scene_case
     points = logic.fissure_points()
     assert logic.remember_lobe_points(segmentation, volume, points)
-    # the lobes are replaced afterwards (another tool, a Segment Editor session): the right oblique
-    # fissure 15 mm higher, the stored points not updated
+    # the lobes are replaced afterwards while the module does not watch (another tool, a session
+    # without the module: its observers gone, as after Close Scene or an unloaded module): the
+    # right oblique fissure 15 mm higher, the stored points not updated
+    logic.forget_scene_state()
     other = {name: p.copy() for name, p in points.items()}
     other["RO"][:, 2] += 15.0
     image = logic.volume_to_image(volume)
@@ -409,6 +411,34 @@ def test_stored_points_of_lobes_edited_since_are_not_trusted(scene_case, tmp_pat
         assert updates.wait() == "applied" and updates.last_path == "local"
         assert np.array_equal(exported(again, segmentation2, volume2),
                               assign_lobes(lungs, geometry, again.fissure_points()))
+    finally:
+        fresh.Clear(0)
+
+
+def test_lobes_edited_by_hand_under_the_modules_watch_keep_the_edits_after_a_reload(scene_case, tmp_path):
+    """The reader corrects the lobes in the Segment Editor after the last drag, saves, reopens and
+    drags: the edits outside the moved surface's sweep survive, as they would have in the session."""
+    scene, logic, volume, segmentation, lungs, geometry = scene_case
+    assert logic.remember_lobe_points(segmentation, volume, logic.fissure_points())
+    segments = segmentation.GetSegmentation()
+    upper = segments.GetSegment(segments.GetSegmentIdBySegmentName("left upper lobe, upper division"))
+    layer = upper.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    voxels = numpy_support.vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(layer.GetDimensions()[::-1])
+    k = int(np.nonzero((voxels == upper.GetLabelValue()).any(axis=(1, 2)))[0].max()) - 2  # near the apex
+    painted = voxels[k] == upper.GetLabelValue()
+    voxels[k][painted] = 0  # erased by hand: a slice of the left upper lobe
+    layer.Modified()
+    edited = exported(logic, segmentation, volume)
+    assert painted.sum() > 50 and (edited != assign_lobes(lungs, geometry, logic.fissure_points())).any()
+    fresh, again, volume2, segmentation2 = save_and_reopen(tmp_path, scene, volume, segmentation)
+    try:
+        move_point(fresh, "RO", 4, 9.0)  # the right lung: far from the edit
+        updates = again.lobe_updates
+        assert updates.start(volume2, segmentation2) == "running"
+        assert updates.wait() == "applied" and updates.last_path == "local"
+        expected = assign_lobes(lungs, geometry, again.fissure_points())
+        expected[edited == 0] = 0  # the erased voxels stay erased
+        assert np.array_equal(exported(again, segmentation2, volume2), expected)
     finally:
         fresh.Clear(0)
 
