@@ -125,28 +125,22 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                    "reject": lambda: self.onDecide(status="rejected"), "undo": self.onUndo,
                    "place": self.onPlacePoint, "bone": lambda: self.onWindow(BONE_WINDOW),
                    "lung": lambda: self.onWindow(LUNG_WINDOW)}
-        self.ui.computeLobesButton.connect("clicked(bool)", self.onComputeLobes)
-        self.ui.recomputeLobesButton.connect("clicked(bool)", self.onRecomputeLobes)
-        self.ui.lobeImportFolderButton.connect("clicked(bool)", self.onChooseImportFolder)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.detectButton.connect("clicked(bool)", self.onDetect)
-        self.ui.boneWindowButton.connect("clicked(bool)", actions["bone"])
-        self.ui.lungWindowButton.connect("clicked(bool)", actions["lung"])
-        self.ui.previousButton.connect("clicked(bool)", actions["previous"])
-        self.ui.nextButton.connect("clicked(bool)", actions["next"])
-        self.ui.confirmButton.connect("clicked(bool)", actions["confirm"])
-        self.ui.rejectButton.connect("clicked(bool)", actions["reject"])
-        self.ui.undoButton.connect("clicked(bool)", self.onUndo)
+        clicked = {"computeLobesButton": self.onComputeLobes, "recomputeLobesButton": self.onRecomputeLobes,
+                   "lobeImportFolderButton": self.onChooseImportFolder, "cancelButton": self.onCancel,
+                   "detectButton": self.onDetect, "boneWindowButton": actions["bone"],
+                   "lungWindowButton": actions["lung"], "previousButton": actions["previous"],
+                   "nextButton": actions["next"], "confirmButton": actions["confirm"],
+                   "rejectButton": actions["reject"], "undoButton": self.onUndo,
+                   "addPointButton": self.onPlacePoint, "saveReviewButton": self.onSaveReview,
+                   "openReviewButton": self.onOpenReview, "exportDicomButton": self.onExportDicom}
+        for button, handler in clicked.items():
+            getattr(self.ui, button).connect("clicked(bool)", handler)
         self.ui.kindComboBox.connect("activated(int)", lambda _: self.onDecide(
             kind=self.ui.kindComboBox.currentData))
         self.ui.backgroundComboBox.connect("activated(int)", lambda _: self.onDecide(
             background=self.ui.backgroundComboBox.currentData or None))
-        self.ui.addPointButton.connect("clicked(bool)", self.onPlacePoint)
         self.ui.showRejectedCheckBox.connect("toggled(bool)", lambda _: self._refreshVisibility())
         self.ui.candidatesTableView.connect("clicked(QModelIndex)", self.onTableClicked)
-        self.ui.saveReviewButton.connect("clicked(bool)", self.onSaveReview)
-        self.ui.openReviewButton.connect("clicked(bool)", self.onOpenReview)
-        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.lobeAssessmentTable.connect("itemChanged(QTableWidgetItem*)", self.onAssessmentChanged)
         # Definition 1/2 and the dendriform policy: refreshed by _onParameterNodeModified, i.e. after
         # the GUI connector stored the value. Shortcuts: without a main window (--no-main-window), on the panel.
@@ -392,9 +386,9 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if progress is not None:
             self.ui.progressBar.value = progress[0]
             self.ui.progressBar.setFormat(progress[1] + " %p%")
-        elif state == "applied":
-            self.ui.progressBar.value = 100
-            self.ui.progressBar.setFormat(_("lobes updated") + " %p%")
+        elif state in ("applied", "cancelled"):
+            self.ui.progressBar.value = 100 if state == "applied" else 0
+            self.ui.progressBar.setFormat(_("lobes updated") + " %p%" if state == "applied" else _("cancelled"))
         self.ui.cancelButton.enabled = progress is not None
 
     def _schedulePoll(self) -> None:  # one poll queued at a time

@@ -159,6 +159,9 @@ class LobeUpdates:
         return self._launch(volume, segmentation)
 
     def _report(self, fraction: float, message: str) -> None:
+        job = self._job
+        if job is not None and job.cancel.is_set():
+            return  # a cancelled job winding down reports nothing: the panel keeps saying "cancelled"
         self.progress = (fraction, message)  # from the worker: one assignment, read by the GUI's poll
 
     def _points_before(self, segmentation, points: dict):
@@ -215,6 +218,7 @@ class LobeUpdates:
         if self._job is not None:
             self._generation += 1
             self._job.cancel.set()
+            self.progress = None
 
     def poll(self, wait_s: float = POLL_WAIT_S) -> str:
         """From the GUI thread: ``running``, ``idle`` (nothing to do), ``applied`` (the lobes in the
