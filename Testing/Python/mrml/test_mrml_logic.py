@@ -11,6 +11,8 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is installed by the test setup (make test)")
 
+from scene_files import open_scene, save_scene  # noqa: E402
+
 from DPOScoringLib.detection.candidates_file import candidates_document  # noqa: E402
 from DPOScoringLib.detection.pipeline import run_detection  # noqa: E402
 from DPOScoringLib.lobes.lobe_pipeline import compute_lobes  # noqa: E402
@@ -100,17 +102,9 @@ def test_scene_and_review_folder_reload_identically(review, tmp_path):
     logic.decide(markups, 0, "reader-2", status="rejected")  # at least one decision to restore
     before = logic.reading(markups)
     # save the scene's files through their storage nodes, then the scene file itself
-    for node, name in ((volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd"), (markups, "candidates.mrk.json")):
-        if node.GetStorageNode() is None:
-            node.AddDefaultStorageNode()
-        node.GetStorageNode().SetFileName(str(tmp_path / name))
-        assert node.GetStorageNode().WriteData(node)
-    scene.SetURL(str(tmp_path / "review.mrml"))
-    assert scene.Commit()
-
-    fresh = create_headless_scene()
-    fresh.SetURL(str(tmp_path / "review.mrml"))
-    assert fresh.Import()
+    saved = save_scene(scene, ((volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd"),
+                               (markups, "candidates.mrk.json")), tmp_path, "review.mrml")
+    fresh = open_scene(saved)
     reloaded = fresh.GetFirstNodeByName("DPO candidates")
     again = DPOScoringMRMLLogic(fresh)
     assert again.reading(reloaded)["findings"] == before["findings"]

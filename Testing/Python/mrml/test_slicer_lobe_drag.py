@@ -18,6 +18,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is installed by the t
 
 import SimpleITK as sitk  # noqa: E402
 import vtk  # noqa: E402
+from scene_files import open_scene, save_scene  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 from DPOScoringLib.common.anatomy import lungs_from_lobes  # noqa: E402
@@ -327,16 +328,7 @@ def save_and_reopen(tmp_path, scene, volume, segmentation):
         nodes.append((node, f"fissure-{index}.mrk.json"))
     folder = tmp_path / "saved"
     folder.mkdir()
-    for node, name in nodes:
-        if node.GetStorageNode() is None:
-            node.AddDefaultStorageNode()
-        node.GetStorageNode().SetFileName(str(folder / name))
-        assert node.GetStorageNode().WriteData(node)
-    scene.SetURL(str(folder / "scene.mrml"))
-    assert scene.Commit()
-    fresh = create_headless_scene()
-    fresh.SetURL(str(folder / "scene.mrml"))
-    assert fresh.Import()
+    fresh = open_scene(save_scene(scene, nodes, folder))
     logic = DPOScoringMRMLLogic(fresh)  # a new logic: nothing kept in memory (a module reload too)
     return fresh, logic, fresh.GetFirstNodeByName(volume.GetName()), fresh.GetFirstNodeByName(segmentation.GetName())
 
