@@ -150,7 +150,7 @@ def export_review(out: str | Path, lobes: np.ndarray, reference: sitk.Image, rea
     """For the Slicer module: ``lobes.dcm`` and ``findings.dcm`` of the review on screen, from the
     CT's own DICOM files (e.g. ``slicer.dicomDatabase.fileForInstance`` of each UID in the volume
     node's ``DICOM.instanceUIDs``). ``lobes`` is indexed [k, j, i] like ``reference`` (for the
-    module: ``logic.lobe_array(segmentation, volume)`` and ``logic.volume_to_image(volume)``)."""
+    module: ``logic.cached_lobe_array(segmentation, volume)``, both LPS-oriented)."""
     from .dicom_seg import read_source_series
 
     require_highdicom("export to DICOM")

@@ -13,12 +13,14 @@ Segment Editor edit).
 Paths (``last_path``), all computed in the worker:
 
 * ``local``: the lobes in one shared layer on the CT's grid (``mrml_lobe_layer``; lobes in several
-  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``), an
-  LPS-ordered CT, and the points the lobes were made from: only the voxels a moved surface swept
-  are looked at. Those points are the logic's own (``_shown_points``, this session, for the
-  segmentation they were applied to) or, after a scene reload or a module reload, the ones stored
-  on the segmentation node (``mrml_lobe_points``), trusted only once the worker found the lobes'
-  digest unchanged (or marked ``edited`` under the module's watch: trusted as in the session).
+  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``, for
+  an LPS-ordered CT), a CT whose axes are LPS's up to their sign (a prone, feet-first or
+  RAS-ordered CT is read through reversed views), and the points the lobes were made from: only
+  the voxels a moved surface swept are looked at. Those points are the logic's own
+  (``_shown_points``, this session, for the segmentation they were applied to) or, after a scene
+  reload or a module reload, the ones stored on the segmentation node (``mrml_lobe_points``),
+  trusted only once the worker found the lobes' digest unchanged (or marked ``edited`` under the
+  module's watch: trusted as in the session).
 * ``full``: the same layer, but no points known to describe the lobes (none stored, or the
   segmentation was changed after they were stored while the module did not watch): every lobe
   voxel is recomputed from the scene's points in the worker (with progress, cancellable), and
@@ -26,7 +28,7 @@ Paths (``last_path``), all computed in the worker:
   in several layers overlap (they are not merged): every lobe voxel from the points on the lobes'
   union, in the worker, installed as the six segments' new shared layer.
 * ``full import``: no shared layer on the CT's grid possible (lobes on another grid, a left upper
-  lobe still holding the lingula, a CT not LPS-ordered): the lobes are exported on the GUI thread,
+  lobe still holding the lingula, a CT with permuted or oblique axes): the lobes are exported on the GUI thread,
   computed in the worker and imported back on the GUI thread (the export and the import hold the
   GUI; the result is one shared layer, so the next drag is local).
 
@@ -47,7 +49,7 @@ from ..common.errors import DPOCancelled
 from ..common.progress import Progress
 from ..ct.ct_image import Geometry
 from ..lobes.fissures import assign_lobes, lobe_changes, moved_fissures, update_lobes
-from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, matrix_of
+from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, lps_grid_matrix
 from .mrml_lobe_layer_merge import LayerMerge
 from .mrml_lobe_points import forget_points, stored_points
 
@@ -61,12 +63,13 @@ POLL_WAIT_S = 0.02
 
 
 def volume_geometry(volume) -> Geometry:
-    """The core's geometry of an LPS-ordered volume node, from its IJK-to-RAS matrix (no voxel copy)."""
-    m = matrix_of(volume.GetIJKToRASMatrix)
-    spacing = np.linalg.norm(m[:3, :3], axis=0)
-    origin = LPS_DIRECTION @ m[:3, 3]
-    return Geometry(tuple(int(d) for d in volume.GetImageData().GetDimensions()), tuple(float(s) for s in spacing),
-                    tuple(float(v) for v in origin), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    """The core's geometry of a volume node whose axes are LPS's up to their sign
+    (``mrml_lobe_layer.lps_flips``), from its IJK-to-RAS matrix (no voxel copy): the grid of the
+    LPS-oriented array, whose first voxel is the volume's last along each reversed axis."""
+    m = lps_grid_matrix(volume)
+    return Geometry(tuple(int(d) for d in volume.GetImageData().GetDimensions()),
+                    tuple(float(s) for s in np.linalg.norm(m[:3, :3], axis=0)),
+                    tuple(float(v) for v in LPS_DIRECTION @ m[:3, 3]), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
 
 
 def _compute(layer: LobeLayer, geometry: Geometry, old_points: dict, new_points: dict):
@@ -179,11 +182,10 @@ class LobeUpdates:
     def _launch(self, volume, segmentation, merge: bool = True) -> str:
         logic = self.logic
         points = logic.fissure_points()
-        layer = merging = None
-        if LobeLayer.lps_ordered(volume):
-            codes = logic.lobe_codes(segmentation)
-            layer = LobeLayer.find(segmentation, volume, codes)
-            merging = LayerMerge.prepare(segmentation, volume, codes) if layer is None and merge else None
+        codes = logic.lobe_codes(segmentation)
+        layer = LobeLayer.find(segmentation, volume, codes)  # None unless the axes are LPS's up to sign
+        merging = LayerMerge.prepare(segmentation, volume, codes) \
+            if layer is None and merge and LobeLayer.lps_ordered(volume) else None
         before, digest = self._points_before(segmentation, points)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="DPOScoring-lobes")
@@ -321,8 +323,7 @@ class LobeUpdates:
         logic.lobes_to_segmentation(lobes, job.image, job.volume, job.segmentation)
         self.last_changed_voxels = int(np.count_nonzero(lobes))  # every voxel imported
         self._remember(job, path)
-        layer = LobeLayer.find(job.segmentation, job.volume, logic.lobe_codes(job.segmentation)) \
-            if LobeLayer.lps_ordered(job.volume) else None
+        layer = LobeLayer.find(job.segmentation, job.volume, logic.lobe_codes(job.segmentation))
         if layer is not None:
             self.logic.keep_lobe_points(job.segmentation, job.points, layer.digest())
         else:

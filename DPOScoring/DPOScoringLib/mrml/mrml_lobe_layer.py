@@ -11,9 +11,11 @@ documents it (the layer's ``Modified()`` invalidates the derived representations
 ``vtkSegmentation::OnSourceRepresentationModified``; each changed segment's ``Modified()`` makes the
 2-D views redraw, ``vtkMRMLSegmentationsDisplayableManager2D`` listening to ``SegmentModified``).
 Lobes in several layers (after ``SeparateSegmentLabelmap``, some Segment Editor operations, an
-import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``. Any other
-arrangement (a layer on another grid, a left upper lobe still holding the lingula, a
-closed-surface source) is not handled here: ``LobeLayer.find`` returns None and the caller takes
+import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``. The layer is
+read and written as the core's LPS-oriented array whatever the sign of the volume's axes (an
+axial CT stored feet first, prone or RAS-ordered: reversed numpy views). Any other arrangement
+(a layer on another grid, a volume with permuted or oblique axes, a left upper lobe still
+holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find`` returns None and the caller takes
 the export/import path.
 """
 
@@ -45,6 +47,66 @@ def lobe_labels(segmentation, codes: dict) -> dict | None:
     return labels
 
 
+def lps_flips(volume) -> tuple[bool, bool, bool] | None:
+    """Per voxel-array axis (k, j, i): whether it runs against the core's LPS order, when the
+    volume's IJK axes are LPS's up to their sign (an axial CT stored feet first, prone, or in a
+    RAS-ordered NIfTI); None when they are permuted or oblique (the caller then exports and
+    reorients through SimpleITK)."""
+    return _flips(matrix_of(volume.GetIJKToRASMatrix))
+
+
+def _flips(matrix: np.ndarray) -> tuple[bool, bool, bool] | None:
+    m = matrix[:3, :3]
+    direction = np.linalg.inv(LPS_DIRECTION) @ (m / np.linalg.norm(m, axis=0))  # IJK axes in LPS
+    if not np.allclose(np.abs(direction), np.eye(3), atol=MATRIX_TOLERANCE):
+        return None
+    return tuple(bool(direction[axis, axis] < 0) for axis in (2, 1, 0))
+
+
+def lps_grid_matrix(volume) -> np.ndarray | None:
+    """IJK-to-RAS of the volume's voxels ordered as the core's LPS-oriented array (its axes
+    reversed where they run against LPS), or None (``lps_flips``)."""
+    m = matrix_of(volume.GetIJKToRASMatrix)
+    flips = lps_flips(volume)
+    if flips is None:
+        return None
+    dims = volume.GetImageData().GetDimensions()
+    first = [dims[axis] - 1 if flips[2 - axis] else 0 for axis in range(3)]
+    lps = np.eye(4)
+    lps[:3, :3] = LPS_DIRECTION * np.linalg.norm(m[:3, :3], axis=0)
+    lps[:3, 3] = (m @ np.array([*first, 1.0]))[:3]
+    return lps
+
+
+def placement(labelmap, volume):
+    """``(flips, offset)`` when the labelmap's voxels are ``volume``'s voxels (the same lattice,
+    each axis run either way: a layer on the volume's own grid, or on its LPS-ordered grid as the
+    core's arrays are imported), its extent inside the volume: per array axis (k, j, i) whether
+    the layer runs against LPS, and the LPS-array index (k, j, i) of the layer's first voxel as
+    ``LobeLayer.view`` shows it; else None."""
+    if labelmap is None or labelmap.GetPointData().GetScalars() is None or volume.GetImageData() is None:
+        return None
+    reference = lps_grid_matrix(volume)
+    matrix = matrix_of(labelmap.GetImageToWorldMatrix)
+    flips = _flips(matrix)
+    if reference is None or flips is None or not np.allclose(np.abs(np.linalg.inv(reference)[:3, :3] @ matrix[:3, :3]),
+                                                             np.eye(3), atol=MATRIX_TOLERANCE):
+        return None  # another orientation or spacing
+    start = (np.linalg.inv(reference) @ matrix @ np.array([0.0, 0.0, 0.0, 1.0]))[:3]  # LPS index of IJK 0
+    if not np.allclose(start, np.round(start), atol=MATRIX_TOLERANCE * 10):
+        return None  # shifted by a part of a voxel
+    extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
+    offset, size = [], []
+    for axis in (2, 1, 0):
+        low, high = extent[2 * axis], extent[2 * axis + 1]
+        flip = flips[2 - axis]
+        offset.append(int(round(start[axis])) + (-high if flip else low))
+        size.append(high - low + 1)
+    if any(o < 0 or o + n > d for o, n, d in zip(offset, size, dims[::-1])):
+        return None
+    return flips, tuple(offset)
+
+
 def on_grid(labelmap, volume) -> bool:
     """The labelmap's voxels are ``volume``'s: the same IJK-to-RAS matrix, the extent inside it."""
     if labelmap is None or labelmap.GetPointData().GetScalars() is None or volume.GetImageData() is None:
@@ -65,7 +127,8 @@ def matrix_of(get) -> np.ndarray:
 class LobeLayer:
     """The shared layer holding the six lobes of ``segmentation`` on ``volume``'s grid."""
 
-    def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape):
+    def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape,
+                 flips=(False, False, False), offset=None):
         self.segmentation = segmentation
         self.labelmap = labelmap  # vtkOrientedImageData, kept alive while this object lives
         # its voxel array too: a numpy view in the worker thread never outlives the memory it reads,
@@ -74,8 +137,11 @@ class LobeLayer:
         self.extent = tuple(extent)
         self.segment_ids = segment_ids  # spec label 1-6 -> segment ID
         self.values = values  # spec label 1-6 -> label value in the layer
-        self.offset = (extent[4], extent[2], extent[0])  # (k, j, i) of the layer's first voxel
         self.shape = tuple(shape)  # the reference volume's (k, j, i)
+        # the layer is read and written as the core's LPS-oriented array: axes that run against
+        # LPS are viewed reversed (numpy views, no copy); offset: (k, j, i) of the view's first voxel
+        self.flips = tuple(bool(f) for f in flips)
+        self.offset = tuple(offset) if offset is not None else (extent[4], extent[2], extent[0])
         self.lookup = np.zeros(max(values.values()) + 1, dtype=np.uint8)  # layer value -> spec label
         for label, value in values.items():
             self.lookup[value] = label
@@ -83,7 +149,8 @@ class LobeLayer:
     @classmethod
     def find(cls, segmentation, volume, codes: dict) -> LobeLayer | None:
         """The layer, when the six lobes (``codes``: segment ID -> lobe code) share one binary
-        labelmap on ``volume``'s grid (same IJK-to-RAS matrix, extent inside the volume); else None."""
+        labelmap on ``volume``'s voxels (``placement``: its own grid or its LPS-ordered one, extent
+        inside the volume); else None."""
         segments = segmentation.GetSegmentation()
         labels = lobe_labels(segmentation, codes)
         if labels is None:
@@ -92,28 +159,28 @@ class LobeLayer:
         if len(layers) != 1:
             return None
         labelmap = segments.GetLayerDataObject(layers.pop())
-        if not on_grid(labelmap, volume):
+        placed = placement(labelmap, volume)
+        if placed is None:
             return None
         extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
         ids = {label: segment_id for segment_id, label in labels.items()}
         values = {label: segments.GetSegment(segment_id).GetLabelValue() for label, segment_id in ids.items()}
         if len(set(values.values())) != len(values) or min(values.values()) < 1:
             return None
-        return cls(segmentation, labelmap, ids, values, extent, dims[::-1])
+        return cls(segmentation, labelmap, ids, values, extent, dims[::-1], *placed)
 
     @staticmethod
     def lps_ordered(volume) -> bool:
         """The volume's IJK axes run toward patient left, posterior, superior: its voxel array is
         the core's LPS-oriented array (``ct_image.orient_lps`` leaves it as it is)."""
-        m = matrix_of(volume.GetIJKToRASMatrix)[:3, :3]
-        direction = m / np.linalg.norm(m, axis=0)
-        return bool(np.allclose(direction, LPS_DIRECTION, atol=MATRIX_TOLERANCE))
+        return lps_flips(volume) == (False, False, False)
 
     def view(self) -> np.ndarray:
-        """The layer's voxels, [k, j, i], not copied (writing here writes the segmentation)."""
+        """The layer's voxels, [k, j, i] in LPS order, not copied (writing here writes the segmentation)."""
         extent = self.extent
         shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
-        return numpy_support.vtk_to_numpy(self.scalars).reshape(shape)
+        voxels = numpy_support.vtk_to_numpy(self.scalars).reshape(shape)
+        return voxels[tuple(slice(None, None, -1) if flip else slice(None) for flip in self.flips)]
 
     def digest(self, changes=None) -> str:
         """``mrml_lobe_points.lobe_digest`` of the lobes in this layer (after ``changes``, when

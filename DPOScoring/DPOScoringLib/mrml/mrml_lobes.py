@@ -17,6 +17,7 @@ import vtk
 
 from ..common.anatomy import BY_CODE, BY_LABEL, lungs_from_lobes
 from ..common.errors import DPOInputError
+from ..ct.ct_image import orient_lps
 from ..lobes.lobe_files import lobe_code_for_name, terminology_tag, to_spec_labels
 from .mrml_lobe_layer import LobeLayer
 
@@ -136,7 +137,7 @@ class MRMLLobes:
         labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
         try:
             self.segmentations_logic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, reference_volume)
-            exported = sitk.GetArrayFromImage(self.volume_to_image(labelmap))
+            exported = sitk.GetArrayFromImage(orient_lps(self.volume_to_image(labelmap)))
         finally:
             self.scene.RemoveNode(labelmap)
         return to_spec_labels(exported, dict(enumerate(codes.values(), start=1)))
@@ -157,10 +158,11 @@ class MRMLLobes:
         return tuple(key)
 
     def cached_lobe_array(self, segmentation, volume):
-        """``(lobe_array, image)``, recomputed only when the segmentation's content changed."""
+        """``(lobe_array, image)``, recomputed only when the segmentation's content changed; both
+        LPS-oriented (the image's voxels in the lobe array's order, whatever the volume's axes)."""
         key = (self.segmentation_content_key(segmentation), volume.GetID(), volume.GetMTime())
         if getattr(self, "_lobe_cache_key", None) != key:
-            self._lobe_cache = (self.lobe_array(segmentation, volume), self.volume_to_image(volume))
+            self._lobe_cache = (self.lobe_array(segmentation, volume), orient_lps(self.volume_to_image(volume)))
             self._lobe_cache_key = key
         return self._lobe_cache
 
@@ -189,8 +191,7 @@ class MRMLLobes:
         """The lobes of ``segmentation`` were made from ``points``: kept on the node with the lobes'
         digest (``mrml_lobe_points``), so that a drag after a scene reload takes the fast path.
         Needs the lobes in one shared layer on ``volume``'s grid (else nothing is stored)."""
-        layer = LobeLayer.find(segmentation, volume, self.lobe_codes(segmentation)) \
-            if LobeLayer.lps_ordered(volume) else None
+        layer = LobeLayer.find(segmentation, volume, self.lobe_codes(segmentation))
         if layer is not None:
             self.keep_lobe_points(segmentation, points, layer.digest())
         self._shown_for = segmentation

@@ -70,7 +70,7 @@ METHODS = {
                                                    LIB + "mrml_lobe_layer.py", ".GetImageToWorldMatrix"),
     "vtkMRMLVolumeNode.GetIJKToRASMatrix": ("Libs/MRML/Core/vtkMRMLVolumeNode.h",
                                             "void GetIJKToRASMatrix(vtkMatrix4x4* mat);",
-                                            LIB + "mrml_lobe_drag.py", ".GetIJKToRASMatrix"),
+                                            LIB + "mrml_lobe_layer.py", ".GetIJKToRASMatrix"),
     "vtkMRMLVolumeNode.GetImageData": ("Libs/MRML/Core/vtkMRMLVolumeNode.h", "virtual vtkImageData* GetImageData();",
                                        LIB + "mrml_lobe_drag.py", ".GetImageData()"),
     "vtkMRMLNode.SetAttribute": ("Libs/MRML/Core/vtkMRMLNode.h",

@@ -319,6 +319,42 @@ def test_lobes_on_another_grid_take_the_import_path_computed_in_the_worker(scene
                                                                                logic.fissure_points()))
 
 
+@pytest.mark.parametrize("layer_grid", ["LPS-ordered", "the volume's own"])
+def test_a_ct_stored_against_lps_gets_right_lobes_and_the_fast_path(tmp_path, layer_grid):
+    """A CT whose i and j axes run against LPS (a prone scan; RAS-ordered NIfTI files run so too):
+    the module's lobe array is the core's LPS-oriented one (as the CT's is), and a drag relabels
+    the right voxels, in place, whether the lobes' layer lies on the LPS-ordered grid (the core's
+    arrays imported) or on the volume's own (a segmentation made on the volume in Slicer).
+    Truth: the core's assign_lobes in LPS order; Slicer's export, in the volume's order, flipped."""
+    lungs, image, geometry = small_case()
+    flipped = sitk.Flip(image, [True, True, False])  # the same voxels in space, stored i and j reversed
+    sitk.WriteImage(flipped, str(tmp_path / "ct.nrrd"))
+    scene = create_headless_scene()
+    try:
+        logic = DPOScoringMRMLLogic(scene)
+        volume = logic.load_volume(tmp_path / "ct.nrrd")
+        points = default_points(lungs, geometry)
+        truth = assign_lobes(lungs, geometry, points)
+        if layer_grid == "LPS-ordered":
+            segmentation = logic.lobes_to_segmentation(truth, image, volume)
+        else:
+            segmentation = logic.lobes_to_segmentation(truth[:, ::-1, ::-1].copy(), flipped, volume)
+        logic.show_fissure_points(points)
+        assert logic.remember_lobe_points(segmentation, volume, points)  # a layer is found on this CT
+        assert np.array_equal(logic.lobe_array(segmentation, volume), truth)  # LPS-oriented, as the CT's
+        assert np.array_equal(exported(logic, segmentation, volume)[:, ::-1, ::-1], truth)
+        move_point(scene, "RO", 4, 9.0)
+        updates = logic.lobe_updates
+        assert updates.start(volume, segmentation) == "running"
+        assert updates.wait() == "applied" and updates.last_path == "local"
+        expected = assign_lobes(lungs, geometry, logic.fissure_points())
+        assert (expected != truth).any()
+        assert np.array_equal(exported(logic, segmentation, volume)[:, ::-1, ::-1], expected)
+        assert np.array_equal(logic.cached_lobe_array(segmentation, volume)[0], expected)
+    finally:
+        scene.Clear(0)
+
+
 def save_and_reopen(tmp_path, scene, volume, segmentation):
     """The scene saved as Slicer saves it (each node's data through its storage node, then the
     scene file), and opened again in a new scene (vtkMRMLScene::Import of the .mrml)."""
