@@ -186,7 +186,7 @@ class DPOScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onCancel()
         self.logic.removeAllWorkFolders()  # Slicer closing mid-run (atexit may not run in Slicer)
         self.removeObservers()
-        self.logic.mrml.forget_scene_state()  # fissure drag observers, a running lobe update (module reload)
+        self.logic.mrml.detach()  # scene and fissure drag observers, a running lobe update (module reload)
         for shortcut in self._shortcuts:
             shortcut.setParent(None)
         self._shortcuts = []

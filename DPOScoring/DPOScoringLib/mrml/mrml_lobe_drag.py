@@ -317,6 +317,8 @@ class LobeUpdates:
         layer = LobeLayer.find(job.segmentation, job.volume, self.logic.lobe_codes(job.segmentation))
         if layer is not None:
             self.logic.keep_lobe_points(job.segmentation, job.points, layer.digest())
+        else:
+            forget_points(job.segmentation)  # the points stored before describe other lobes
 
     def _apply_import(self, job: _Job, path: str, lobes: np.ndarray) -> None:
         logic = self.logic

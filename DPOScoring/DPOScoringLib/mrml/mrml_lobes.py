@@ -296,8 +296,9 @@ class MRMLLobes:
         else:
             lobes = assign_lobes(lungs, ct.geometry, points)
         self._shown_points = {name: np.asarray(values, dtype=float).copy() for name, values in points.items()}
-        self._shown_for = self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
-        return self._shown_for
+        result = self.lobes_to_segmentation(lobes, ct.image, volume, segmentation if in_place else None)
+        self.remember_lobe_points(result, volume, points)  # stored fresh: the import's 'edited' mark replaced
+        return result
 
     def forget_scene_state(self) -> None:
         """After Close Scene: no cache or observer may refer to the closed scene's nodes."""

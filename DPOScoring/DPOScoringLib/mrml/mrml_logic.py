@@ -77,11 +77,20 @@ class DPOScoringMRMLLogic(MRMLLobes):
             or slicer.vtkSlicerSegmentationsModuleLogic()
         self.review_folder: Path | None = None
         self._findings: dict[str, tuple] = {}  # markups node ID -> (node, parsed findings), kept in step
-        scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, self._on_scene_closed)
         # lobes whose fissure points are stored on their node are watched for edits (mrml_lobes),
         # in the scene as it is and in every scene opened into it
-        scene.AddObserver(slicer.vtkMRMLScene.EndImportEvent, lambda caller, event: self.watch_stored_lobes())
+        self._scene_observers = [
+            scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, self._on_scene_closed),
+            scene.AddObserver(slicer.vtkMRMLScene.EndImportEvent, lambda caller, event: self.watch_stored_lobes())]
         self.watch_stored_lobes()
+
+    def detach(self) -> None:
+        """The module is reloaded or Slicer closes: this logic lets go of the scene (its scene and
+        node observers removed, a running lobe update stopped), so that it no longer reacts to it."""
+        self.forget_scene_state()
+        for tag in self._scene_observers:
+            self.scene.RemoveObserver(tag)
+        self._scene_observers = []
 
     def _finding_cache(self, markups) -> list:
         """Parsed findings of a markups node, kept in step with each decision. Keyed by the node
@@ -153,6 +162,17 @@ class DPOScoringMRMLLogic(MRMLLobes):
         image.SetOrigin(tuple(float(v) for v in LPS_TO_RAS @ m[:3, 3]))
         image.SetDirection(tuple(float(v) for v in direction.ravel()))
         return image
+
+    @staticmethod
+    def volume_orientation(node) -> str:
+        """The DICOM orientation code of the node's voxel order (``"LPS"`` for an axial CT stored
+        head first supine, e.g. ``"RAS"`` prone), as ``sitk.DICOMOrient`` takes it."""
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        m = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
+        direction = LPS_TO_RAS @ (m / np.linalg.norm(m, axis=0))
+        return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
+            tuple(float(v) for v in direction.ravel()))
 
     def checked_ct(self, node) -> CTVolume:
         """Core checks (3-D, spacing, HU) on a volume node; warnings as for files."""

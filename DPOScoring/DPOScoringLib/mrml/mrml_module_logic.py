@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from ..common.anatomy import lungs_from_lobes
 from ..common.errors import DPOInputError
 from ..rules.policy import ScoringPolicy
@@ -85,11 +87,17 @@ class ModuleLogic:
         return arguments, out
 
     def lobeLabelmapFile(self, parameterNode, folder: str) -> str:
-        """The lobe segmentation as a label map with the spec's values 1-6 on the CT's grid."""
+        """The lobe segmentation as a label map with the spec's values 1-6 on the CT's grid, in the
+        voxel order of the CT file ``detectArguments`` writes (the volume's own, which the command
+        line's grid check compares with), whatever order the module's arrays use (LPS)."""
         from ..lobes.lobe_files import write_label_map
 
         lobes, image = self.lobeArray(parameterNode)
-        return str(write_label_map(os.path.join(folder, "lobes.nrrd"), lobes, image))
+        own = self.mrml.volume_orientation(parameterNode.inputVolume)
+        labels = sitk.GetImageFromArray(lobes)
+        labels.CopyInformation(image)
+        labels = sitk.DICOMOrient(labels, own)
+        return str(write_label_map(os.path.join(folder, "lobes.nrrd"), sitk.GetArrayFromImage(labels), labels))
 
     @staticmethod
     def newWorkFolder() -> Path:

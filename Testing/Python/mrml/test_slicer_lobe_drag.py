@@ -10,6 +10,7 @@ holds the worker thread, so that "a drag while one is computing" happens on dema
 from __future__ import annotations
 
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -355,6 +356,32 @@ def test_a_ct_stored_against_lps_gets_right_lobes_and_the_fast_path(tmp_path, la
         scene.Clear(0)
 
 
+@pytest.mark.parametrize("flips", [(False, False, False), (True, True, False), (False, False, True)])
+def test_the_lobe_file_detect_is_given_matches_the_ct_file_in_any_voxel_order(tmp_path, flips):
+    """The module hands Detect the CT (in the volume's own voxel order) and the lobes as a label
+    map: the command line's own reader and grid check (``load_ct``, ``load_label_map``) accept them
+    together, and read the lobes the core computed. Truth: assign_lobes in LPS order."""
+    from DPOScoringLib.ct.ct_image import load_ct
+    from DPOScoringLib.ct.label_maps import load_label_map
+    from DPOScoringLib.mrml.mrml_module_logic import ModuleLogic
+
+    lungs, image, geometry = small_case()
+    sitk.WriteImage(sitk.Flip(image, list(flips)), str(tmp_path / "stored.nrrd"))
+    scene = create_headless_scene()
+    try:
+        logic = ModuleLogic(scene)
+        volume = logic.mrml.load_volume(tmp_path / "stored.nrrd")
+        truth = assign_lobes(lungs, geometry, default_points(lungs, geometry))
+        segmentation = logic.mrml.lobes_to_segmentation(truth, image, volume)
+        node = types.SimpleNamespace(inputVolume=volume, lobeSegmentation=segmentation)
+        arguments, _ = logic.detectArguments(node, tmp_path)
+        ct = load_ct(arguments[1])
+        lobes = load_label_map(arguments[arguments.index("--lobes") + 1], ct, "--lobes", frozenset(range(7)))
+        assert np.array_equal(lobes, truth)
+    finally:
+        scene.Clear(0)
+
+
 def save_and_reopen(tmp_path, scene, volume, segmentation):
     """The scene saved as Slicer saves it (each node's data through its storage node, then the
     scene file), and opened again in a new scene (vtkMRMLScene::Import of the .mrml)."""
@@ -469,6 +496,23 @@ def test_lobes_edited_by_hand_under_the_modules_watch_keep_the_edits_after_a_rel
         assert np.array_equal(exported(again, segmentation2, volume2), expected)
     finally:
         fresh.Clear(0)
+
+
+def test_a_detached_logic_no_longer_watches_the_scene(scene_case, tmp_path):
+    """After a module reload the old logic lets go: a scene opened afterwards gets no edit watch
+    (nor a scene observer) from it, while a new logic watches that scene's stored lobes."""
+    scene, logic, volume, segmentation, *_ = scene_case
+    assert logic.remember_lobe_points(segmentation, volume, logic.fissure_points())
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    saved = save_scene(scene, [(volume, "ct.nrrd"), (segmentation, "lobes.seg.nrrd")], folder)
+    logic.detach()
+    assert logic._edit_watches == {}
+    scene.SetURL(str(saved))
+    assert scene.Import()  # EndImportEvent: the detached logic does not react
+    assert logic._edit_watches == {}
+    fresh = DPOScoringMRMLLogic(scene)
+    assert fresh.watch_stored_lobes() >= 1
 
 
 def test_the_logics_points_are_not_used_for_another_segmentation(scene_case):
