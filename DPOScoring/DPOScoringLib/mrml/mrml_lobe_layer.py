@@ -15,8 +15,8 @@ import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``.
 read and written as the core's LPS-oriented array whatever the sign of the volume's axes (an
 axial CT stored feet first, prone or RAS-ordered: reversed numpy views). Any other arrangement
 (a layer on another grid, a volume with permuted or oblique axes, a left upper lobe still
-holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find`` returns None and the caller takes
-the export/import path.
+holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find`` returns
+None and the caller takes the export/import path.
 """
 
 from __future__ import annotations

@@ -6,9 +6,18 @@ scene save and reload, an ``.mrb`` bundle, and a module reload. They are trusted
 still describe the lobes: the attribute also holds a digest of the lobes they were made from
 (``lobe_digest``: SHA-256 of the lobes as spec labels 1-6 on the reference grid, over the shared
 layer's extent). A drag that reads them checks the digest against the segmentation first (in the
-worker thread); when the segmentation was edited since (Segment Editor, an import into the node, a
-recompute that did not store its points), the digest differs and the lobes are recomputed from
-the points instead (``mrml_lobe_drag``): an honest slow path, never a fast wrong one.
+worker thread); when the segmentation was changed since without this module watching (another
+tool, a Slicer session without the module, the file rewritten), the digest differs and the lobes
+are recomputed from the points instead (``mrml_lobe_drag``): an honest slow path, never a fast
+wrong one.
+
+An edit made while the module watches the node (``MRMLLobes.keep_lobe_points``: Segment Editor
+strokes, an import into the node) marks the stored points ``edited`` (``mark_edited``) instead:
+the points still describe the lobes apart from the reader's edits, as a drag in that session
+assumes (it relabels only the voxels a moved surface sweeps and keeps every other voxel as
+edited), so after a reload the drag does the same and the edits survive. A node so marked is not
+checked by digest again until fresh points are stored. Slicer 5.8-5.12 send no event before a
+scene is saved, so the digest cannot be brought up to date at save time.
 
 The digest depends only on which voxel holds which lobe (not on the layer's label values, its
 scalar type or which segments share it), so merging the segmentation's layers into one keeps it.
@@ -63,15 +72,21 @@ def store_points(segmentation, points: dict, digest: str) -> None:
     segmentation.SetAttribute(POINTS_ATTRIBUTE, json.dumps(document))
 
 
-def mark_edited(segmentation) -> None:
-    """The lobes were edited while the module watched: the stored points (if any, and ours) are
-    marked ``edited``; ``stored_points`` then returns them without a digest to check."""
-    text = segmentation.GetAttribute(POINTS_ATTRIBUTE)
+def _document(segmentation) -> dict | None:
+    """The stored attribute as our schema's JSON object, or None (none, or not ours)."""
+    text = segmentation.GetAttribute(POINTS_ATTRIBUTE) if segmentation is not None else None
     try:
         document = json.loads(text) if text else None
     except ValueError:
-        return
-    if isinstance(document, dict) and document.get("schema") == POINTS_SCHEMA and not document.get("edited"):
+        return None
+    return document if isinstance(document, dict) and document.get("schema") == POINTS_SCHEMA else None
+
+
+def mark_edited(segmentation) -> None:
+    """The lobes were edited while the module watched: the stored points (if any, and ours) are
+    marked ``edited``; ``stored_points`` then returns them without a digest to check."""
+    document = _document(segmentation)
+    if document is not None and not document.get("edited"):
         document["edited"] = True
         segmentation.SetAttribute(POINTS_ATTRIBUTE, json.dumps(document))
 
@@ -89,13 +104,10 @@ def stored_points(segmentation) -> tuple[dict, str | None] | None:
     in that session."""
     from ..lobes.fissures import FISSURES  # here: the module loads before SciPy is installed
 
-    text = segmentation.GetAttribute(POINTS_ATTRIBUTE) if segmentation is not None else None
-    if not text:
+    document = _document(segmentation)
+    if document is None or not isinstance(document.get("lobes_sha256"), str):
         return None
     try:
-        document = json.loads(text)
-        if document.get("schema") != POINTS_SCHEMA or not isinstance(document.get("lobes_sha256"), str):
-            return None
         points = {name: np.asarray(values, dtype=float) for name, values in document["fissures"].items()}
     except (ValueError, TypeError, AttributeError, KeyError):
         return None

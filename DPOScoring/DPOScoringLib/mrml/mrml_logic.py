@@ -152,11 +152,7 @@ class DPOScoringMRMLLogic(MRMLLobes):
             raise DPOInputError(node.GetName(), "has no image data")
         dims = image_data.GetDimensions()
         array = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(dims[::-1])
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        m = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-        spacing = np.linalg.norm(m[:3, :3], axis=0)
-        direction = LPS_TO_RAS @ (m[:3, :3] / spacing)
+        m, spacing, direction = DPOScoringMRMLLogic._ijk_to_lps(node)
         image = sitk.GetImageFromArray(array.copy())
         image.SetSpacing(tuple(float(s) for s in spacing))
         image.SetOrigin(tuple(float(v) for v in LPS_TO_RAS @ m[:3, 3]))
@@ -164,13 +160,19 @@ class DPOScoringMRMLLogic(MRMLLobes):
         return image
 
     @staticmethod
+    def _ijk_to_lps(node) -> tuple:
+        """``(IJK-to-RAS matrix, spacing, direction cosines in LPS)`` of a volume node."""
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        m = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        spacing = np.linalg.norm(m[:3, :3], axis=0)
+        return m, spacing, LPS_TO_RAS @ (m[:3, :3] / spacing)
+
+    @staticmethod
     def volume_orientation(node) -> str:
         """The DICOM orientation code of the node's voxel order (``"LPS"`` for an axial CT stored
         head first supine, e.g. ``"RAS"`` prone), as ``sitk.DICOMOrient`` takes it."""
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        m = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
-        direction = LPS_TO_RAS @ (m / np.linalg.norm(m, axis=0))
+        direction = DPOScoringMRMLLogic._ijk_to_lps(node)[2]
         return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
             tuple(float(v) for v in direction.ravel()))
 
