@@ -33,8 +33,9 @@ oblique (likewise the lingular boundary after the left oblique); its template is
 again over the fitted oblique so that the middle lobe (lingula) keeps its anatomical share of the
 lung (``fissure_template.MIDDLE_SHARE``) where the boundary itself is not seen.
 
-The fitted surface is handed on as control points (an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid) that
-the reader can move like any others (``fissures.assign_lobes``).
+The fitted surface is handed on as control points (an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid, plus
+points where the fissure bends more than that grid can follow: ``handed_over``) that the reader can
+move like any others (``fissures.assign_lobes``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ SUPPORT_MM = 3.0
 MIN_SUPPORTED_SHARE = 0.08
 EXCLUDE_NEAR_MM = 5.0
 OUTPUT_GRID = 6
+# the hand-over adds points where the 6 x 6 grid's spline departs from the fit by more than a
+# reader's own precision placing fissure points (~2 mm, issue 10), no closer together than the
+# full width at half maximum of the fit's finest smoothing (2.355 x 7 mm: the fitted surface holds
+# no narrower detail), at most as many again as the grid
+HANDOVER_TOLERANCE_MM = 2.0
+HANDOVER_MIN_GAP_MM = 2.355 * SMOOTH_MM[-1]
+HANDOVER_MAX_EXTRA = OUTPUT_GRID ** 2
 RUNNER_UP_EXCLUDE_MM = 2.0 * SUPPORT_MM  # evidence this close could support both surfaces
 RUNNER_UP_FACTOR = 1.5  # the fissure holds half as much support again as the best other surface
 REORIENT_MM = WINDOWS_MM[0]
@@ -273,26 +281,66 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
             fallback = True  # not told apart from the lung's other sheets: the template is the better guess
     if fallback:
         surface = FissureSurface(name, template).height(grid.xx, grid.yy)
+    points = handed_over(grid, surface, None if fallback else _seen_cells(grid, surface, evidence, cos_max))
+    return FissureFit(name, points, confidence, supported, cells, fallback, 0.0 if fallback else shift, runner_up)
+
+
+def handed_over(grid: _Grid, surface: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """The surface as control points: an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid over the lung, then
+    points added where the spline through them departs from the surface (``handover_departure``)
+    by more than ``HANDOVER_TOLERANCE_MM`` inside the lung, worst first, never closer than
+    ``HANDOVER_MIN_GAP_MM`` to another point, at most ``HANDOVER_MAX_EXTRA`` of them; with ``seen``
+    (cells with fissure evidence on the surface) only at those cells. A regular grid cannot follow
+    a fissure that bends (the right oblique where the horizontal fissure joins it): on the real
+    thorax CT the 6 x 6 grid alone departed from the fitted right oblique by up to 17.5 mm
+    (Docs/lobes.md). Where nothing was seen the fit only interpolates between sparse evidence, and
+    its detail there is not handed on: on that CT it rose 15 mm over 30 mm in front of the right
+    oblique's bend, following no line in the image."""
     xs = grid.x[grid.present.any(axis=0)]
     ys = grid.y[grid.present.any(axis=1)]
     gx, gy = np.meshgrid(np.linspace(xs.min(), xs.max(), OUTPUT_GRID), np.linspace(ys.min(), ys.max(), OUTPUT_GRID))
     gz = grid.sample(surface, gx.ravel(), gy.ravel())
     points = np.stack([gx.ravel(), gy.ravel(), gz], axis=1)
-    return FissureFit(name, points, confidence, supported, cells, fallback, 0.0 if fallback else shift, runner_up)
+    inside = grid.present & (surface > grid.low) & (surface < grid.high)
+    if seen is not None:
+        inside &= seen
+    cx, cy, cz = grid.xx[inside], grid.yy[inside], surface[inside]
+    for _ in range(HANDOVER_MAX_EXTRA if inside.any() else 0):
+        departure = np.abs(FissureSurface("handed over", points).height(cx, cy) - cz)
+        gap = np.sqrt((cx[:, None] - points[None, :, 0]) ** 2 + (cy[:, None] - points[None, :, 1]) ** 2).min(axis=1)
+        departure[gap < HANDOVER_MIN_GAP_MM] = 0.0
+        worst = int(np.argmax(departure))
+        if departure[worst] <= HANDOVER_TOLERANCE_MM:
+            break
+        points = np.vstack([points, [cx[worst], cy[worst], cz[worst]]])
+    return points
+
+
+def handover_departure(grid: _Grid, surface: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """|spline through ``points`` - ``surface``| (mm, vertical) at the cells where the surface lies
+    inside the lung: how much of the fit the control points lose."""
+    inside = grid.present & (surface > grid.low) & (surface < grid.high)
+    return np.abs(FissureSurface("handed over", points).height(grid.xx[inside], grid.yy[inside]) - surface[inside])
 
 
 def _support(grid: _Grid, surface: np.ndarray, evidence: FissureEvidence, cos_max: float) -> tuple[int, int]:
     """(cells of the surface inside the lung with evidence within ``SUPPORT_MM``, cells inside)."""
     on_surface = grid.present & (surface > grid.low) & (surface < grid.high)
-    supported = 0
+    return int(_seen_cells(grid, surface, evidence, cos_max).sum()), int(on_surface.sum())
+
+
+def _seen_cells(grid: _Grid, surface: np.ndarray, evidence: FissureEvidence, cos_max: float) -> np.ndarray:
+    """The cells of the surface inside the lung with evidence within ``SUPPORT_MM`` (boolean, per cell)."""
+    on_surface = grid.present & (surface > grid.low) & (surface < grid.high)
+    seen = np.zeros_like(on_surface)
     if len(evidence):
         distance, cosine = _normals_and_distance(grid, surface, evidence)
         close = (np.abs(distance) < SUPPORT_MM) & (cosine >= cos_max)
         if close.any():
             _, counts = _per_cell(grid, *evidence.points[close].T[:2], evidence.points[close, 2],
                                   evidence.strength[close])
-            supported = int((on_surface & (counts >= MIN_CELL_POINTS)).sum())
-    return supported, int(on_surface.sum())
+            seen = on_surface & (counts >= MIN_CELL_POINTS)
+    return seen
 
 
 def fit_fissures(lungs: np.ndarray, geometry, template: dict, evidence: FissureEvidence,

@@ -139,12 +139,12 @@ def test_real_ct_fissure_distances_are_reported_per_fissure():
     """On the real thorax CT: distances reported per fissure; both oblique fissures are fitted to
     the image (each supported at least RUNNER_UP_FACTOR times as much as its runner-up) and lie
     close to the points placed by eye; moved 10 mm along their normal either way they do not.
-    The bounds are regression guards just above today's measured values (Docs/lobes.md):
-    left oblique 2.8 / 5.3 mm (median / 90th percentile; guard 3.0 / 6.0, the issue's target
-    3 / 8); right oblique over its upper, posterior part (the points placed on sagittal reformats)
-    4.6 / 8.4 mm (guard 5.0 / 9.0; target not met). The right oblique's lower part bends down
-    steeply where the surface follows only in part (7.3 / 15.0 mm), so all right points together
-    are 6.4 / 10.5 mm (guard 7.0 / 11.5)."""
+    The bounds are regression guards just above today's measured values (Docs/lobes.md; the
+    issue's target is 3 / 8 mm): left oblique 3.1 / 6.0 mm (median / 90th percentile; guard
+    3.5 / 6.5); right oblique over its upper, posterior part (the points placed on sagittal
+    reformats) 2.0 / 4.4 mm (guard 2.5 / 5.0). The right oblique's lower part bends down steeply
+    where the fit has little evidence (9.1 / 15.1 mm), so all right points together are
+    3.8 / 10.9 mm (guard 4.0 / 11.5)."""
     import json
 
     from DPOScoringLib.ct.ct_image import load_ct
@@ -168,12 +168,12 @@ def test_real_ct_fissure_distances_are_reported_per_fissure():
     def close(distances, median, p90):
         return bool(np.median(distances) <= median and np.percentile(distances, 90) <= p90)
 
-    for name, points, bounds in (("LO", annotation["LO"], (3.0, 6.0)), ("RO", annotation["RO"][start:end], (5.0, 9.0))):
+    for name, points, bounds in (("LO", annotation["LO"], (3.5, 6.5)), ("RO", annotation["RO"][start:end], (2.5, 5.0))):
         assert close(distances_to_surface(points, result.points[name]), *bounds), (name, summary)
         for mm in (10.0, -10.0):  # moved 10 mm along its normal either way, it is no longer as close
             moved = distances_to_surface(points, _moved_along_normal(result.points[name], mm))
             assert not close(moved, *bounds), (name, mm, np.median(moved), np.percentile(moved, 90))
-    assert close(distances_to_surface(annotation["RO"], result.points["RO"]), 7.0, 11.5), summary
+    assert close(distances_to_surface(annotation["RO"], result.points["RO"]), 4.0, 11.5), summary
 
 
 def test_cli_lobes_takes_lungs_and_refuses_a_lung_map_on_another_grid(tmp_path, fitted_phantom):
@@ -238,3 +238,49 @@ def test_vessels_and_fibrosis_without_fissures_keep_the_template():
     _, provenance, warnings = fissures_from_image(phantom.hu, phantom.lungs, phantom.geometry)
     assert all(item["source"].startswith("template") for item in provenance["fissures"].values()), provenance
     assert sum("template was kept" in w for w in warnings) == 4
+
+
+def test_the_hand_over_follows_a_fissure_that_bends_and_adds_nothing_to_a_plane():
+    """The fitted surface reaches the reader as control points. Truth: analytic surfaces on the
+    fit's own cells inside a box lung the size of a right lung (160 x 200 mm). A plane: the 6 x 6
+    grid alone, which carries it exactly. A fissure that bends from 17 to 70 degrees over ~10 mm
+    (as the right oblique does where the horizontal fissure joins it): the grid's spline departs
+    from it by more than the hand-over's tolerance, the hand-over's points by less than half as
+    much and within the tolerance (90th percentiles); each added point lies on the surface and
+    keeps the minimum gap to every other point. Points are added only at cells where the fissure
+    was seen, when those are given."""
+    from DPOScoringLib.lobes import fissure_fit
+    from DPOScoringLib.lobes.fissures import FissureSurface
+
+    lungs = np.zeros((70, 110, 90), dtype=np.uint8)
+    lungs[3:67, 5:105, 5:85] = 1
+    geometry = Geometry((90, 110, 70), (2.0, 2.0, 3.0), (-180.0, -110.0, -100.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    grid = fissure_fit._Grid(lungs, 1, geometry)
+
+    def bent(y):
+        return -40.0 + 0.3 * y + 2.5 * 5.0 * np.logaddexp(0.0, (y - 20.0) / 5.0)
+
+    grid_points = fissure_fit.OUTPUT_GRID ** 2
+    for height, bends in ((lambda y: 0.5 * y - 5.0, False), (bent, True)):
+        surface = height(grid.yy)
+        points = fissure_fit.handed_over(grid, surface)
+        inside = grid.present & (surface > grid.low) & (surface < grid.high)
+        xs, ys = grid.xx[inside], grid.yy[inside]
+
+        def departure(control, xs=xs, ys=ys, height=height):
+            return np.percentile(np.abs(FissureSurface("check", control).height(xs, ys) - height(ys)), 90)
+
+        if not bends:
+            assert len(points) == grid_points and departure(points) < 0.1
+            continue
+        before, after = departure(points[:grid_points]), departure(points)
+        assert before > fissure_fit.HANDOVER_TOLERANCE_MM and after < min(before / 2, fissure_fit.HANDOVER_TOLERANCE_MM)
+        added = points[grid_points:]
+        assert np.abs(added[:, 2] - height(added[:, 1])).max() < 0.5
+        gaps = np.hypot(*(added[:, None, :2] - points[None, :, :2]).transpose(2, 0, 1))
+        gaps[np.arange(len(added)), grid_points + np.arange(len(added))] = np.inf
+        assert gaps.min() >= fissure_fit.HANDOVER_MIN_GAP_MM - 1e-6
+        # detail is handed on only where the fissure was seen: evidence on the bend's side, or not
+        bend_seen = fissure_fit.handed_over(grid, surface, inside & (grid.yy > 0.0))
+        assert len(bend_seen) > grid_points and departure(bend_seen) < before
+        assert len(fissure_fit.handed_over(grid, surface, inside & (grid.yy < -20.0))) == grid_points
