@@ -192,3 +192,23 @@ def test_a_drag_on_a_permuted_ct_after_the_scene_was_reopened_is_local(tmp_path)
         assert np.array_equal(exported(again, segmentation2, volume2), stored_order(expected, order, flips))
     finally:
         fresh.Clear(0)
+
+
+def test_the_stored_points_digest_does_not_depend_on_the_layers_voxel_order(tmp_path):
+    """The same lobes on the CT's own (sagittal) grid and on its LPS-ordered one have one digest,
+    so points stored with lobes on one grid are trusted for the other (e.g. after the full import
+    moved them); a changed voxel changes it."""
+    from DPOScoringLib.mrml.mrml_lobe_layer import LobeLayer
+
+    scene, _module, logic, volume, own, _lungs, _geometry, image, truth = permuted_scene(tmp_path, "sagittal",
+                                                                                         "the volume's own")
+    try:
+        lps = logic.lobes_to_segmentation(truth, image, volume)
+        layers = [LobeLayer.find(node, volume, logic.lobe_codes(node)) for node in (own, lps)]
+        assert layers[0].order != layers[1].order  # really two voxel orders
+        assert layers[0].digest() == layers[1].digest()
+        kk, jj, ii = (np.array([int(v)]) for v in np.argwhere(truth == 3)[0])  # a voxel of the right lower lobe
+        assert layers[0].digest((kk, jj, ii, np.array([1]))) == layers[1].digest((kk, jj, ii, np.array([1])))
+        assert layers[0].digest((kk, jj, ii, np.array([1]))) != layers[0].digest()
+    finally:
+        scene.Clear(0)
