@@ -59,10 +59,6 @@ class AxisOrder(NamedTuple):
         """Per LPS-array axis (k, j, i): whether it is reversed."""
         return tuple(self.against[2 - b] for b in range(3))
 
-    @property
-    def identity(self) -> bool:
-        return self.ijk == (0, 1, 2) and not any(self.against)
-
     def view(self, voxels: np.ndarray) -> np.ndarray:
         """The voxel array [k, j, i] in LPS-array order (a view)."""
         return voxels.transpose(self.axes)[tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)]
@@ -165,7 +161,8 @@ def matrix_of(get) -> np.ndarray:
 
 
 class LobeLayer:
-    """The shared layer holding the six lobes of ``segmentation`` on ``volume``'s grid."""
+    """The shared layer holding the six lobes of ``segmentation`` on ``volume``'s voxels (in the
+    volume's own order, its LPS order or any other, ``placement``)."""
 
     def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape,
                  order: AxisOrder | None = None, offset=None):
