@@ -21,8 +21,16 @@ in three layers (merged into one in the worker, installed on the GUI thread, the
 and lobes changed without the module after their points were stored (every voxel recomputed in
 the worker; the GUI thread held only to write).
 
+And a CT stored as sagittal slices (its IJK axes a permutation of LPS's: posterior, inferior,
+right, as DICOM stores them), the lobes imported as the core's LPS-ordered arrays are: a drag by
+the routing the module had before (no layer found on such a CT, so the full import: the lobes
+exported and imported on the GUI thread at every drag), reproduced here by making
+``mrml_lobe_layer.placement`` find nothing, against the local path now (the layer viewed through a
+transposed, reversed numpy view).
+
 The volume is synthetic (two ellipsoid lungs, 0.7 x 0.7 x 0.8 mm); the timings are of this noisy
 2-core machine. Usage: python benchmarks/lobe_drag_benchmark.py [--repeat N] [--json FILE]
+[--cases lps,permuted]
 """
 
 from __future__ import annotations
@@ -245,11 +253,66 @@ def reopened_scene(scene, volume, segmentation, lungs, geometry, logic_class, ne
     return results
 
 
+SAGITTAL = ((1, 2, 0), (False, True, True))  # sitk.PermuteAxes order, then sitk.Flip: i P, j I, k R
+
+
+def permuted_path(image, lungs, geometry, lobes, points, repeat, logic_class, new_scene) -> dict:
+    """The drag on a CT stored as sagittal slices: before (the full import, as the module routed
+    it when no layer could be found on a permuted CT) and now (local)."""
+    from DPOScoringLib.lobes.fissures import assign_lobes
+    from DPOScoringLib.mrml import mrml_lobe_layer, mrml_lobe_layer_merge
+
+    results = {"permuted_ct": "sagittal slices: IJK toward posterior, inferior, right"}
+    scene = new_scene()
+    logic = logic_class(scene)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ct.nrrd"
+        sitk.WriteImage(sitk.Flip(sitk.PermuteAxes(image, SAGITTAL[0]), SAGITTAL[1]), str(path))
+        volume = logic.load_volume(path)
+    segmentation = logic.lobes_to_segmentation(lobes, image, volume)  # on the LPS-ordered grid
+    logic.show_fissure_points(points)
+    found = mrml_lobe_layer.placement
+    mrml_lobe_layer.placement = mrml_lobe_layer_merge.placement = lambda labelmap, volume: None
+    try:  # before: no layer on such a CT, so every drag took the full import
+        timings = [drag(logic, volume, segmentation, "RO", 4, 6.0 if number % 2 == 0 else -6.0)
+                   for number in range(max(repeat - 1, 2))]
+        assert logic.lobe_updates.last_path == "full import", logic.lobe_updates.last_path
+    finally:
+        mrml_lobe_layer.placement = mrml_lobe_layer_merge.placement = found
+    results["permuted_before_full_import_drag_s"] = statistics.median(t[0] for t in timings)
+    results["permuted_before_gui_thread_s"] = statistics.median(t[1] for t in timings)
+    results["permuted_before_longest_hold_s"] = max(t[3] for t in timings)
+    # now: the same scene, the lobes where the full import left them (the LPS-ordered grid)
+    first = drag(logic, volume, segmentation, "RO", 4, 6.0)
+    assert logic.lobe_updates.last_path == "local", logic.lobe_updates.last_path
+    results["permuted_first_local_drag_s"], results["permuted_first_local_gui_thread_s"] = first[:2]
+    timings = [drag(logic, volume, segmentation, "RO", 4, -6.0 if number % 2 == 0 else 6.0)
+               for number in range(max(repeat, 3))]
+    assert logic.lobe_updates.last_path == "local", logic.lobe_updates.last_path
+    results["permuted_local_drag_s"] = statistics.median(t[0] for t in timings)
+    results["permuted_local_drag_max_s"] = max(t[0] for t in timings)
+    results["permuted_local_gui_thread_s"] = statistics.median(t[1] for t in timings)
+    results["permuted_local_longest_hold_s"] = max(t[3] for t in timings)
+    results["permuted_local_voxels_changed"] = int(statistics.median(t[2] for t in timings))
+    results["permuted_local_vs_before"] = \
+        results["permuted_local_drag_s"] / results["permuted_before_full_import_drag_s"]
+    # the segmentation, exported by Slicer onto the CT's grid, put into LPS order by SimpleITK
+    expected = assign_lobes(lungs, geometry, logic.fissure_points())
+    assert np.array_equal(export(logic, volume, segmentation), expected), \
+        "the segmentation after the drags on the permuted CT must equal a full recompute"
+    results["permuted_result_equals_full_recompute"] = True
+    scene.Clear(0)
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--cases", default="lps,permuted",
+                        help="lps: an LPS-ordered CT (every path); permuted: a CT stored as sagittal slices")
     args = parser.parse_args(argv)
+    cases = set(args.cases.split(","))
 
     from DPOScoringLib.lobes.fissures import assign_lobes, default_points, update_lobes
 
@@ -272,8 +335,12 @@ def main(argv=None) -> int:
     except ImportError as error:  # slicer-core not installed: core timings only
         results["mrml"] = f"not measured ({error})"
     else:
-        results.update(module_path(image, lungs, geometry, lobes, points, moved, args.repeat,
-                                   DPOScoringMRMLLogic, create_headless_scene))
+        if "lps" in cases:
+            results.update(module_path(image, lungs, geometry, lobes, points, moved, args.repeat,
+                                       DPOScoringMRMLLogic, create_headless_scene))
+        if "permuted" in cases:
+            results.update(permuted_path(image, lungs, geometry, lobes, points, args.repeat,
+                                         DPOScoringMRMLLogic, create_headless_scene))
     results = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in results.items()}
     text = json.dumps(results, indent=2)
     print(text)

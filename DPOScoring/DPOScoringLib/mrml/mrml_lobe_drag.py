@@ -12,10 +12,11 @@ Segment Editor edit).
 
 Paths (``last_path``), all computed in the worker:
 
-* ``local``: the lobes in one shared layer on the CT's grid (``mrml_lobe_layer``; lobes in several
-  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``, for
-  an LPS-ordered CT), a CT whose axes are LPS's up to their sign (a prone, feet-first or
-  RAS-ordered CT is read through reversed views), and the points the lobes were made from: only
+* ``local``: the lobes in one shared layer on the CT's voxels (``mrml_lobe_layer``; lobes in several
+  layers are first merged into one in the worker, voxels unchanged: ``mrml_lobe_layer_merge``), a
+  CT whose axes are LPS's up to their order and sign (a prone, feet-first, RAS-ordered CT, or one
+  stored as sagittal or coronal slices, is read through transposed and reversed numpy views), the
+  layer on the CT's own grid or on its LPS-ordered one, and the points the lobes were made from: only
   the voxels a moved surface swept are looked at. Those points are the logic's own
   (``_shown_points``, this session, for the segmentation they were applied to) or, after a scene
   reload or a module reload, the ones stored on the segmentation node (``mrml_lobe_points``),
@@ -27,10 +28,11 @@ Paths (``last_path``), all computed in the worker:
   written where it changes. Also when lobes
   in several layers overlap (they are not merged): every lobe voxel from the points on the lobes'
   union, in the worker, installed as the six segments' new shared layer.
-* ``full import``: no shared layer on the CT's grid possible (lobes on another grid, a left upper
-  lobe still holding the lingula, a CT with permuted or oblique axes): the lobes are exported on the GUI thread,
-  computed in the worker and imported back on the GUI thread (the export and the import hold the
-  GUI; the result is one shared layer, so the next drag is local).
+* ``full import``: no shared layer on the CT's voxels possible (lobes on another grid, a left upper
+  lobe still holding the lingula, a CT with oblique axes, i.e. not along L, P, S): the lobes are
+  exported on the GUI thread, computed in the worker and imported back on the GUI thread (the export
+  and the import hold the GUI; for a CT whose axes are along L, P, S the result is one shared layer
+  on its LPS-ordered grid, so the next drag is local; an oblique CT takes this path every time).
 
 After a write, the points and the new lobes' digest are stored on the segmentation node.
 """
@@ -49,7 +51,7 @@ from ..common.errors import DPOCancelled
 from ..common.progress import Progress
 from ..ct.ct_image import Geometry
 from ..lobes.fissures import assign_lobes, lobe_changes, moved_fissures, update_lobes
-from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, lps_grid_matrix
+from .mrml_lobe_layer import LPS_DIRECTION, LobeLayer, lps_grid_matrix, lps_order
 from .mrml_lobe_layer_merge import LayerMerge
 from .mrml_lobe_points import forget_points, stored_points
 
@@ -63,11 +65,13 @@ POLL_WAIT_S = 0.02
 
 
 def volume_geometry(volume) -> Geometry:
-    """The core's geometry of a volume node whose axes are LPS's up to their sign
-    (``mrml_lobe_layer.lps_flips``), from its IJK-to-RAS matrix (no voxel copy): the grid of the
-    LPS-oriented array, whose first voxel is the volume's last along each reversed axis."""
+    """The core's geometry of a volume node whose axes are LPS's up to their order and sign
+    (``mrml_lobe_layer.lps_order``), from its IJK-to-RAS matrix (no voxel copy): the grid of the
+    LPS-oriented array (sizes and spacings per L, P, S axis; its first voxel the volume's last
+    along each reversed axis)."""
     m = lps_grid_matrix(volume)
-    return Geometry(tuple(int(d) for d in volume.GetImageData().GetDimensions()),
+    shape = lps_order(volume).lps_shape(volume.GetImageData().GetDimensions())
+    return Geometry(tuple(shape[::-1]),
                     tuple(float(s) for s in np.linalg.norm(m[:3, :3], axis=0)),
                     tuple(float(v) for v in LPS_DIRECTION @ m[:3, 3]), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
 
@@ -183,9 +187,9 @@ class LobeUpdates:
         logic = self.logic
         points = logic.fissure_points()
         codes = logic.lobe_codes(segmentation)
-        layer = LobeLayer.find(segmentation, volume, codes)  # None unless the axes are LPS's up to sign
+        layer = LobeLayer.find(segmentation, volume, codes)  # None unless the axes are along L, P, S
         merging = LayerMerge.prepare(segmentation, volume, codes) \
-            if layer is None and merge and LobeLayer.lps_ordered(volume) else None
+            if layer is None and merge and LobeLayer.axis_aligned(volume) else None
         before, digest = self._points_before(segmentation, points)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="DPOScoring-lobes")

@@ -11,15 +11,21 @@ documents it (the layer's ``Modified()`` invalidates the derived representations
 ``vtkSegmentation::OnSourceRepresentationModified``; each changed segment's ``Modified()`` makes the
 2-D views redraw, ``vtkMRMLSegmentationsDisplayableManager2D`` listening to ``SegmentModified``).
 Lobes in several layers (after ``SeparateSegmentLabelmap``, some Segment Editor operations, an
-import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``. The layer is
-read and written as the core's LPS-oriented array whatever the sign of the volume's axes (an
-axial CT stored feet first, prone or RAS-ordered: reversed numpy views). Any other arrangement
-(a layer on another grid, a volume with permuted or oblique axes, a left upper lobe still
-holding the lingula, a closed-surface source) is not handled here: ``LobeLayer.find`` returns
-None and the caller takes the export/import path.
+import of separate label maps) are merged into one by ``mrml_lobe_layer_merge``.
+
+The layer is read and written as the core's LPS-oriented array whenever the volume's IJK axes are
+LPS's up to order and sign (``AxisOrder``: an axial CT stored head or feet first, supine or prone,
+a RAS-ordered NIfTI, a CT stored as sagittal or coronal slices): a numpy view of its voxels,
+transposed into L, P, S order and reversed where an axis runs against it, no copy. The layer may
+lie on the volume's own grid or on its LPS-ordered one (how the core's arrays are imported), or
+on the same lattice in any other axis order. Any other arrangement (a layer on another lattice, a
+volume with oblique axes, a left upper lobe still holding the lingula, a closed-surface source) is
+not handled here: ``LobeLayer.find`` returns None and the caller takes the export/import path.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import slicer
@@ -32,6 +38,34 @@ from .mrml_lobe_points import lobe_digest
 LPS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # an LPS-ordered volume's IJK axes in RAS
 # a layer's voxels are the reference volume's when their IJK-to-RAS matrices agree this closely
 MATRIX_TOLERANCE = 1e-4
+
+
+class AxisOrder(NamedTuple):
+    """How an image whose IJK axes are a signed permutation of LPS's is seen as the core's
+    LPS-oriented array. Per LPS axis (x: left, y: posterior, z: superior): ``ijk``, which of the
+    image's IJK axes runs along it, and ``against``, whether that axis runs toward right, anterior
+    or inferior. ``view`` is a numpy view (transposed, reversed where against): no copy, writable."""
+
+    ijk: tuple
+    against: tuple
+
+    @property
+    def axes(self) -> tuple:
+        """The transpose of a voxel array [k, j, i] into LPS-array order (S, P, L)."""
+        return tuple(2 - self.ijk[2 - b] for b in range(3))
+
+    @property
+    def flips(self) -> tuple:
+        """Per LPS-array axis (k, j, i): whether it is reversed."""
+        return tuple(self.against[2 - b] for b in range(3))
+
+    def view(self, voxels: np.ndarray) -> np.ndarray:
+        """The voxel array [k, j, i] in LPS-array order (a view)."""
+        return voxels.transpose(self.axes)[tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)]
+
+    def lps_shape(self, dims) -> tuple:
+        """The LPS-oriented array's shape (k, j, i) from the image's dimensions (i, j, k)."""
+        return tuple(int(dims[self.ijk[a]]) for a in (2, 1, 0))
 
 
 def lobe_labels(segmentation, codes: dict) -> dict | None:
@@ -47,75 +81,77 @@ def lobe_labels(segmentation, codes: dict) -> dict | None:
     return labels
 
 
-def lps_flips(volume) -> tuple[bool, bool, bool] | None:
-    """Per voxel-array axis (k, j, i): whether it runs against the core's LPS order, when the
-    volume's IJK axes are LPS's up to their sign (an axial CT stored feet first, prone, or in a
-    RAS-ordered NIfTI); None when they are permuted or oblique (the caller then exports and
-    reorients through SimpleITK)."""
-    return _flips(matrix_of(volume.GetIJKToRASMatrix))
+def lps_order(volume) -> AxisOrder | None:
+    """The volume's ``AxisOrder`` when its IJK axes are LPS's up to order and sign (an axial CT
+    stored head or feet first, supine or prone, a RAS-ordered NIfTI, a CT stored in sagittal or
+    coronal slices); None when they are oblique (the caller then exports and reorients through
+    SimpleITK)."""
+    return axis_order(matrix_of(volume.GetIJKToRASMatrix))
 
 
-def _flips(matrix: np.ndarray) -> tuple[bool, bool, bool] | None:
+def axis_order(matrix: np.ndarray) -> AxisOrder | None:
+    """``AxisOrder`` of an IJK-to-RAS matrix, or None when its axes are not along L, P, S."""
     m = matrix[:3, :3]
-    direction = np.linalg.inv(LPS_DIRECTION) @ (m / np.linalg.norm(m, axis=0))  # IJK axes in LPS
-    if not np.allclose(np.abs(direction), np.eye(3), atol=MATRIX_TOLERANCE):
+    direction = np.linalg.inv(LPS_DIRECTION) @ (m / np.linalg.norm(m, axis=0))  # IJK axes (columns) in LPS
+    ijk = tuple(int(c) for c in np.argmax(np.abs(direction), axis=1))
+    permutation = np.zeros((3, 3))
+    permutation[(0, 1, 2), ijk] = 1.0
+    if sorted(ijk) != [0, 1, 2] or not np.allclose(np.abs(direction), permutation, atol=MATRIX_TOLERANCE):
         return None
-    return tuple(bool(direction[axis, axis] < 0) for axis in (2, 1, 0))
+    return AxisOrder(ijk, tuple(bool(direction[a, ijk[a]] < 0) for a in range(3)))
 
 
 def lps_grid_matrix(volume) -> np.ndarray | None:
     """IJK-to-RAS of the volume's voxels ordered as the core's LPS-oriented array (its axes
-    reversed where they run against LPS), or None (``lps_flips``)."""
+    permuted to L, P, S and reversed where they run against them), or None (``lps_order``)."""
     m = matrix_of(volume.GetIJKToRASMatrix)
-    flips = lps_flips(volume)
-    if flips is None:
+    order = axis_order(m)
+    if order is None:
         return None
     dims = volume.GetImageData().GetDimensions()
-    first = [dims[axis] - 1 if flips[2 - axis] else 0 for axis in range(3)]
+    first = np.zeros(3)  # the volume's IJK index of the LPS-ordered grid's first voxel
     lps = np.eye(4)
-    lps[:3, :3] = LPS_DIRECTION * np.linalg.norm(m[:3, :3], axis=0)
+    for axis in range(3):
+        column = order.ijk[axis]
+        if order.against[axis]:
+            first[column] = dims[column] - 1
+        lps[:3, axis] = -m[:3, column] if order.against[axis] else m[:3, column]
     lps[:3, 3] = (m @ np.array([*first, 1.0]))[:3]
     return lps
 
 
 def placement(labelmap, volume):
-    """``(flips, offset)`` when the labelmap's voxels are ``volume``'s voxels (the same lattice,
-    each axis run either way: a layer on the volume's own grid, or on its LPS-ordered grid as the
-    core's arrays are imported), its extent inside the volume: per array axis (k, j, i) whether
-    the layer runs against LPS, and the LPS-array index (k, j, i) of the layer's first voxel as
-    ``LobeLayer.view`` shows it; else None."""
+    """``(order, offset)`` when the labelmap's voxels are ``volume``'s voxels (the same lattice,
+    its axes in any order and either way: a layer on the volume's own grid, or on its LPS-ordered
+    grid as the core's arrays are imported), its extent inside the volume: the layer's
+    ``AxisOrder`` and the LPS-array index (k, j, i) of its first voxel as ``LobeLayer.view`` shows
+    it; else None."""
     if labelmap is None or labelmap.GetPointData().GetScalars() is None or volume.GetImageData() is None:
         return None
     reference = lps_grid_matrix(volume)
     matrix = matrix_of(labelmap.GetImageToWorldMatrix)
-    flips = _flips(matrix)
-    if reference is None or flips is None or not np.allclose(np.abs(np.linalg.inv(reference)[:3, :3] @ matrix[:3, :3]),
-                                                             np.eye(3), atol=MATRIX_TOLERANCE):
-        return None  # another orientation or spacing
+    order = axis_order(matrix)
+    if reference is None or order is None:
+        return None  # oblique axes
+    steps = np.linalg.inv(reference)[:3, :3] @ matrix[:3, :3]  # the layer's IJK steps in LPS-grid voxels
+    permutation = np.zeros((3, 3))
+    permutation[(0, 1, 2), order.ijk] = 1.0
+    if not np.allclose(np.abs(steps), permutation, atol=MATRIX_TOLERANCE):
+        return None  # another spacing (or orientation)
     start = (np.linalg.inv(reference) @ matrix @ np.array([0.0, 0.0, 0.0, 1.0]))[:3]  # LPS index of IJK 0
     if not np.allclose(start, np.round(start), atol=MATRIX_TOLERANCE * 10):
         return None  # shifted by a part of a voxel
-    extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
+    extent = labelmap.GetExtent()
     offset, size = [], []
-    for axis in (2, 1, 0):
-        low, high = extent[2 * axis], extent[2 * axis + 1]
-        flip = flips[2 - axis]
-        offset.append(int(round(start[axis])) + (-high if flip else low))
+    for axis in (2, 1, 0):  # LPS-array order: S, P, L
+        column = order.ijk[axis]
+        low, high = extent[2 * column], extent[2 * column + 1]
+        offset.append(int(round(start[axis])) + (-high if order.against[axis] else low))
         size.append(high - low + 1)
-    if any(o < 0 or o + n > d for o, n, d in zip(offset, size, dims[::-1])):
+    shape = lps_order(volume).lps_shape(volume.GetImageData().GetDimensions())
+    if any(o < 0 or o + n > d for o, n, d in zip(offset, size, shape)):
         return None
-    return flips, tuple(offset)
-
-
-def on_grid(labelmap, volume) -> bool:
-    """The labelmap's voxels are ``volume``'s: the same IJK-to-RAS matrix, the extent inside it."""
-    if labelmap is None or labelmap.GetPointData().GetScalars() is None or volume.GetImageData() is None:
-        return False
-    reference = matrix_of(volume.GetIJKToRASMatrix)
-    if not np.allclose(matrix_of(labelmap.GetImageToWorldMatrix), reference, atol=MATRIX_TOLERANCE):
-        return False
-    extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
-    return not any(extent[2 * a] < 0 or extent[2 * a + 1] >= dims[a] for a in range(3))
+    return order, tuple(offset)
 
 
 def matrix_of(get) -> np.ndarray:
@@ -125,10 +161,11 @@ def matrix_of(get) -> np.ndarray:
 
 
 class LobeLayer:
-    """The shared layer holding the six lobes of ``segmentation`` on ``volume``'s grid."""
+    """The shared layer holding the six lobes of ``segmentation`` on ``volume``'s voxels (in the
+    volume's own order, its LPS order or any other, ``placement``)."""
 
     def __init__(self, segmentation, labelmap, segment_ids: dict, values: dict, extent, shape,
-                 flips=(False, False, False), offset=None):
+                 order: AxisOrder | None = None, offset=None):
         self.segmentation = segmentation
         self.labelmap = labelmap  # vtkOrientedImageData, kept alive while this object lives
         # its voxel array too: a numpy view in the worker thread never outlives the memory it reads,
@@ -137,10 +174,11 @@ class LobeLayer:
         self.extent = tuple(extent)
         self.segment_ids = segment_ids  # spec label 1-6 -> segment ID
         self.values = values  # spec label 1-6 -> label value in the layer
-        self.shape = tuple(shape)  # the reference volume's (k, j, i)
-        # the layer is read and written as the core's LPS-oriented array: axes that run against
-        # LPS are viewed reversed (numpy views, no copy); offset: (k, j, i) of the view's first voxel
-        self.flips = tuple(bool(f) for f in flips)
+        self.shape = tuple(shape)  # the reference volume's LPS-oriented array's (k, j, i)
+        # the layer is read and written as the core's LPS-oriented array: its axes transposed into
+        # L, P, S order and reversed where they run against them (numpy views, no copy); offset:
+        # (k, j, i) of the view's first voxel
+        self.order = order if order is not None else AxisOrder((0, 1, 2), (False, False, False))
         self.offset = tuple(offset) if offset is not None else (extent[4], extent[2], extent[0])
         self.lookup = np.zeros(max(values.values()) + 1, dtype=np.uint8)  # layer value -> spec label
         for label, value in values.items():
@@ -162,25 +200,26 @@ class LobeLayer:
         placed = placement(labelmap, volume)
         if placed is None:
             return None
-        extent, dims = labelmap.GetExtent(), volume.GetImageData().GetDimensions()
+        dims = volume.GetImageData().GetDimensions()
         ids = {label: segment_id for segment_id, label in labels.items()}
         values = {label: segments.GetSegment(segment_id).GetLabelValue() for label, segment_id in ids.items()}
         if len(set(values.values())) != len(values) or min(values.values()) < 1:
             return None
-        return cls(segmentation, labelmap, ids, values, extent, dims[::-1], *placed)
+        return cls(segmentation, labelmap, ids, values, labelmap.GetExtent(), lps_order(volume).lps_shape(dims),
+                   *placed)
 
     @staticmethod
-    def lps_ordered(volume) -> bool:
-        """The volume's IJK axes run toward patient left, posterior, superior: its voxel array is
-        the core's LPS-oriented array (``ct_image.orient_lps`` leaves it as it is)."""
-        return lps_flips(volume) == (False, False, False)
+    def axis_aligned(volume) -> bool:
+        """The volume's IJK axes are LPS's up to order and sign (``lps_order``): its voxels can be
+        viewed as the core's LPS-oriented array."""
+        return lps_order(volume) is not None
 
     def view(self) -> np.ndarray:
         """The layer's voxels, [k, j, i] in LPS order, not copied (writing here writes the segmentation)."""
         extent = self.extent
         shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
         voxels = numpy_support.vtk_to_numpy(self.scalars).reshape(shape)
-        return voxels[tuple(slice(None, None, -1) if flip else slice(None) for flip in self.flips)]
+        return self.order.view(voxels)
 
     def digest(self, changes=None) -> str:
         """``mrml_lobe_points.lobe_digest`` of the lobes in this layer (after ``changes``, when

@@ -20,7 +20,9 @@ checked by digest again until fresh points are stored. Slicer 5.8-5.12 send no e
 scene is saved, so the digest cannot be brought up to date at save time.
 
 The digest depends only on which voxel holds which lobe (not on the layer's label values, its
-scalar type or which segments share it), so merging the segmentation's layers into one keeps it.
+scalar type, which segments share it, nor the order its voxels are stored in: it is taken over the
+layer read as the core's LPS-oriented array), so merging the segmentation's layers into one, or a
+layer on the CT's own grid instead of its LPS-ordered one, keeps it.
 """
 
 from __future__ import annotations
