@@ -281,14 +281,15 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
             fallback = True  # not told apart from the lung's other sheets: the template is the better guess
     if fallback:
         surface = FissureSurface(name, template).height(grid.xx, grid.yy)
-    points = handed_over(grid, surface, None if fallback else _seen_cells(grid, surface, evidence, cos_max))
+    seen = np.zeros(grid.present.shape, dtype=bool) if fallback else _seen_cells(grid, surface, evidence, cos_max)
+    points = handed_over(grid, surface, seen)
     return FissureFit(name, points, confidence, supported, cells, fallback, 0.0 if fallback else shift, runner_up)
 
 
 def handed_over(grid: _Grid, surface: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
     """The surface as control points: an ``OUTPUT_GRID`` x ``OUTPUT_GRID`` grid over the lung, then
-    points added where the spline through them departs from the surface (``handover_departure``)
-    by more than ``HANDOVER_TOLERANCE_MM`` inside the lung, worst first, never closer than
+    points added where the spline through them departs from the surface by more than
+    ``HANDOVER_TOLERANCE_MM`` inside the lung, worst first, never closer than
     ``HANDOVER_MIN_GAP_MM`` to another point, at most ``HANDOVER_MAX_EXTRA`` of them; with ``seen``
     (cells with fissure evidence on the surface) only at those cells. A regular grid cannot follow
     a fissure that bends (the right oblique where the horizontal fissure joins it): on the real
@@ -314,13 +315,6 @@ def handed_over(grid: _Grid, surface: np.ndarray, seen: np.ndarray | None = None
             break
         points = np.vstack([points, [cx[worst], cy[worst], cz[worst]]])
     return points
-
-
-def handover_departure(grid: _Grid, surface: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """|spline through ``points`` - ``surface``| (mm, vertical) at the cells where the surface lies
-    inside the lung: how much of the fit the control points lose."""
-    inside = grid.present & (surface > grid.low) & (surface < grid.high)
-    return np.abs(FissureSurface("handed over", points).height(grid.xx[inside], grid.yy[inside]) - surface[inside])
 
 
 def _support(grid: _Grid, surface: np.ndarray, evidence: FissureEvidence, cos_max: float) -> tuple[int, int]:

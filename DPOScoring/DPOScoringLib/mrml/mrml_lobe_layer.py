@@ -92,7 +92,10 @@ def lps_order(volume) -> AxisOrder | None:
 def axis_order(matrix: np.ndarray) -> AxisOrder | None:
     """``AxisOrder`` of an IJK-to-RAS matrix, or None when its axes are not along L, P, S."""
     m = matrix[:3, :3]
-    direction = np.linalg.inv(LPS_DIRECTION) @ (m / np.linalg.norm(m, axis=0))  # IJK axes (columns) in LPS
+    lengths = np.linalg.norm(m, axis=0)
+    if not np.all(lengths > 0):
+        return None  # a degenerate matrix (a zero spacing)
+    direction = np.linalg.inv(LPS_DIRECTION) @ (m / lengths)  # IJK axes (columns) in LPS
     ijk = tuple(int(c) for c in np.argmax(np.abs(direction), axis=1))
     permutation = np.zeros((3, 3))
     permutation[(0, 1, 2), ijk] = 1.0
