@@ -114,6 +114,10 @@ class _Grid:
         self.present, self.low, self.high = present, low, high
         self.yy, self.xx = np.meshgrid(self.y, self.x, indexing="ij")
 
+    def within_lung(self, surface: np.ndarray) -> np.ndarray:
+        """The cells where a height field on this grid lies inside the lung (boolean, per cell)."""
+        return self.present & (surface > self.low) & (surface < self.high)
+
     def index(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fractional (row, column) of points."""
         return (y - self.y[0]) / self.dy, (x - self.x[0]) / self.dx
@@ -235,7 +239,7 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
         if REORIENT_MM:
             start = _reoriented(start, evidence, grid, REORIENT_MM)
     base = FissureSurface(name, start).height(grid.xx, grid.yy)
-    inside = grid.present & (base > grid.low) & (base < grid.high)
+    inside = grid.within_lung(base)
     surface = base.copy()
     cos_max = np.cos(np.radians(MAX_ANGLE_DEG))
     shift = 0.0
@@ -267,7 +271,8 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
                 break
         surface = base + offset
         fallback = False
-    supported, cells = _support(grid, surface, evidence, cos_max)
+    seen = _seen_cells(grid, surface, evidence, cos_max)
+    supported, cells = int(seen.sum()), int(grid.within_lung(surface).sum())
     confidence = supported / cells if cells else 0.0
     runner_up = None
     if confidence < MIN_SUPPORTED_SHARE:
@@ -281,7 +286,7 @@ def fit_fissure(name: str, template: np.ndarray, evidence: FissureEvidence, grid
             fallback = True  # not told apart from the lung's other sheets: the template is the better guess
     if fallback:
         surface = FissureSurface(name, template).height(grid.xx, grid.yy)
-    seen = np.zeros(grid.present.shape, dtype=bool) if fallback else _seen_cells(grid, surface, evidence, cos_max)
+        seen = np.zeros_like(seen)  # nothing of the template was seen
     points = handed_over(grid, surface, seen)
     return FissureFit(name, points, confidence, supported, cells, fallback, 0.0 if fallback else shift, runner_up)
 
@@ -302,7 +307,7 @@ def handed_over(grid: _Grid, surface: np.ndarray, seen: np.ndarray | None = None
     gx, gy = np.meshgrid(np.linspace(xs.min(), xs.max(), OUTPUT_GRID), np.linspace(ys.min(), ys.max(), OUTPUT_GRID))
     gz = grid.sample(surface, gx.ravel(), gy.ravel())
     points = np.stack([gx.ravel(), gy.ravel(), gz], axis=1)
-    inside = grid.present & (surface > grid.low) & (surface < grid.high)
+    inside = grid.within_lung(surface)
     if seen is not None:
         inside &= seen
     cx, cy, cz = grid.xx[inside], grid.yy[inside], surface[inside]
@@ -317,15 +322,9 @@ def handed_over(grid: _Grid, surface: np.ndarray, seen: np.ndarray | None = None
     return points
 
 
-def _support(grid: _Grid, surface: np.ndarray, evidence: FissureEvidence, cos_max: float) -> tuple[int, int]:
-    """(cells of the surface inside the lung with evidence within ``SUPPORT_MM``, cells inside)."""
-    on_surface = grid.present & (surface > grid.low) & (surface < grid.high)
-    return int(_seen_cells(grid, surface, evidence, cos_max).sum()), int(on_surface.sum())
-
-
 def _seen_cells(grid: _Grid, surface: np.ndarray, evidence: FissureEvidence, cos_max: float) -> np.ndarray:
     """The cells of the surface inside the lung with evidence within ``SUPPORT_MM`` (boolean, per cell)."""
-    on_surface = grid.present & (surface > grid.low) & (surface < grid.high)
+    on_surface = grid.within_lung(surface)
     seen = np.zeros_like(on_surface)
     if len(evidence):
         distance, cosine = _normals_and_distance(grid, surface, evidence)
